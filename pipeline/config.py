@@ -1,0 +1,94 @@
+"""params.yaml: the whole study in one file, loaded through one typed schema.
+
+Every section is a strict pydantic model: an unknown key, a wrong type or an out-of-range
+value stops the run before any compute with a `ParamsError` that names the key path and what
+is allowed. A profile (`profile: smoke`) deep-merges `profiles.<name>` over the base file, so
+the smoke study and the paper-scale study share one schema and one file.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pipeline.errors import PipelineError
+from pipeline.params.data import DataParams
+
+__all__ = ["Params", "ParamsError", "load_params", "parse_params"]
+
+
+class ParamsError(PipelineError, ValueError):
+    """params.yaml is invalid; the message names every offending key path."""
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    profile: str | None = None
+    profiles: dict[str, dict[str, Any]] = {}
+    data: DataParams = DataParams()
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _format_errors(err: ValidationError, source: str, profile: str | None) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not in the schema; check its spelling and section)"
+        got = e.get("input")
+        shown = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
+        lines.append(f"  {path}: {msg}{shown}")
+    where = f"{source}" + (f" with profile {profile!r}" if profile else "")
+    return f"invalid params in {where}:\n" + "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
+    """Validate a params mapping (profile applied); raise ParamsError naming each bad key."""
+    raw = dict(raw or {})
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: top level must be a mapping of sections")
+    profile = raw.get("profile")
+    if profile is not None:
+        profiles = raw.get("profiles") or {}
+        if not isinstance(profile, str) or profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none defined"
+            raise ParamsError(
+                f"invalid params in {source}:\n  profile: unknown profile {profile!r} "
+                f"(profiles defined under 'profiles': {known})"
+            )
+        overrides = profiles[profile]
+        if not isinstance(overrides, dict):
+            raise ParamsError(f"invalid params in {source}:\n  profiles.{profile}: must be a mapping")
+        raw = _deep_merge({k: v for k, v in raw.items()}, overrides)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, source, profile)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of sections")
+    return parse_params(raw, source=str(path))

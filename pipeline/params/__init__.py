@@ -1,0 +1,1 @@
+"""Typed schemas for the sections of params.yaml (assembled in pipeline.config)."""

@@ -1,0 +1,58 @@
+"""Shared fixtures: the repository root, ../shared data (skipped with a reason when absent),
+and quiet, offline-safe environment variables for every tool the tests start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.env import quiet_defaults
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("INFOVAE_SHARED", ROOT.parent / "shared"))
+MNIST_DIR = SHARED / "datasets" / "mnist"
+BINARIZED_DIR = SHARED / "datasets" / "binarized_mnist"
+FASHION_DIR = Path(os.environ.get("INFOVAE_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+
+quiet_defaults()
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        pytest.skip(f"{what} not found at {path} (set INFOVAE_SHARED to the shared/ directory)")
+    return path
+
+
+def link_raw(raw_dir: Path, source: str, src_dir: Path) -> Path:
+    """Make `raw_dir/source` hold symlinks to the files of `src_dir` (never copies into git)."""
+    dest = raw_dir / source
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in src_dir.iterdir():
+        if f.is_file():
+            (dest / f.name).symlink_to(f)
+    return raw_dir
+
+
+@pytest.fixture(scope="session")
+def mnist_raw(tmp_path_factory) -> Path:
+    """A raw-data directory with the real MNIST (and binarized MNIST) from ../shared."""
+    _need(MNIST_DIR, "MNIST IDX files (../shared/datasets/mnist)")
+    raw = tmp_path_factory.mktemp("raw")
+    link_raw(raw, "mnist", MNIST_DIR)
+    if BINARIZED_DIR.is_dir():
+        link_raw(raw, "binarized_mnist", BINARIZED_DIR)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def prepared_mnist(mnist_raw, tmp_path_factory) -> Path:
+    """Real MNIST prepared once per session with the default data params (dynamic)."""
+    from pipeline.data import prepare
+    from pipeline.params.data import DataParams
+
+    out = tmp_path_factory.mktemp("prepared")
+    prepare(DataParams(raw_dir=str(mnist_raw), out_dir=str(out / "data"),
+                       summary=str(out / "summary.json"), download=False))
+    return out / "data"
