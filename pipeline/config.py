@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import PipelineError
 from pipeline.params.data import DataParams
+from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
+from pipeline.params.study import SweepParams, TrackingParams
 
 __all__ = ["Params", "ParamsError", "load_params", "parse_params"]
 
@@ -31,6 +33,11 @@ class Params(BaseModel):
     profile: str | None = None
     profiles: dict[str, dict[str, Any]] = {}
     data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    objective: ObjectiveParams = ObjectiveParams()
+    train: TrainParams = TrainParams()
+    sweep: SweepParams = SweepParams()
+    tracking: TrackingParams = TrackingParams()
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -81,7 +88,7 @@ def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
         raise ParamsError(_format_errors(err, source, profile)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def read_raw(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
@@ -91,4 +98,39 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path}: top level must be a mapping of sections")
-    return parse_params(raw, source=str(path))
+    return raw or {}
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Load and validate params.yaml; `overrides` maps dotted keys to values (applied after
+    the profile, validated like the file: `{"objective.lambda": 1000}`)."""
+    params = parse_params(read_raw(path), source=str(path))
+    if overrides:
+        params = with_overrides(params, overrides, source=str(path))
+    return params
+
+
+def with_overrides(params: Params, overrides: dict[str, Any], source: str = "overrides") -> Params:
+    """A copy of validated params with dotted keys replaced, validated again."""
+    raw = params.model_dump(by_alias=True)
+    raw["profile"] = None  # already applied
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise ParamsError(f"invalid override {dotted}: {key!r} is not a section")
+            node = node[key]
+        node[last] = value
+    return parse_params(raw, source=f"{source} with overrides {sorted(overrides)}")
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`key.path=value` strings (command line) -> overrides; values are parsed as YAML."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"--set expects key.path=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

@@ -52,6 +52,25 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.logits(z))
 
 
+def gaussian_head(out: Tensor, std_floor: float) -> tuple[Tensor, Tensor]:
+    """Split a [B, 2d] output into (mean, std) with std = softplus(raw) + std_floor.
+
+    softplus keeps std > 0 smoothly; the floor keeps log q(z|x) = -sum log std - ... finite when an
+    encoder becomes near-deterministic (MMD-VAE, alpha = 1, has no KL term pulling std up), which
+    the importance-sampling log-likelihood estimate and the mutual-information estimate need.
+    """
+    mean, raw = out.chunk(2, dim=-1)
+    return mean, F.softplus(raw) + std_floor
+
+
+def init_gaussian_head(layer: nn.Linear, std_floor: float) -> None:
+    """Set the std half of the bias to softplus^-1(1 - floor): q(z|x) starts with std ~ 1, like the
+    prior, so the initial KL term is O(1) per dimension and the decoder sees z of prior scale."""
+    d = layer.out_features // 2
+    with torch.no_grad():
+        layer.bias[d:].fill_(math.log(math.expm1(max(1.0 - std_floor, 1e-3))))
+
+
 def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
     """sum_pixels [x log sigmoid(l) + (1-x) log(1 - sigmoid(l))] = sum [x*l - softplus(l)].
 

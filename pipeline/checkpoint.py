@@ -1,0 +1,68 @@
+"""Checkpoints: everything needed to continue a run exactly, saved atomically, loaded safely.
+
+A checkpoint holds only tensors and plain containers, so it loads with `weights_only=True`
+(no pickle code runs when a checkpoint from elsewhere is opened).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline import atomic
+from pipeline.errors import PipelineError
+from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
+
+FORMAT_VERSION = 1
+FILENAME = "checkpoint.pt"
+
+
+class CheckpointError(PipelineError):
+    pass
+
+
+def save(path: str | Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buf)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # unpickling errors, truncated files, foreign objects
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") \
+            from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unknown checkpoint format "
+                              f"{state.get('format_version') if isinstance(state, dict) else '?'}")
+    return state
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one training run is: the three params sections and where its data lives."""
+
+    model: ModelParams
+    objective: ObjectiveParams
+    train: TrainParams
+    data_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.model_dump(), "objective": self.objective.model_dump(by_alias=True),
+                "train": self.train.model_dump(), "data_dir": self.data_dir}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        return cls(ModelParams.model_validate(d["model"]),
+                   ObjectiveParams.model_validate(d["objective"]),
+                   TrainParams.model_validate(d["train"]), d["data_dir"])
