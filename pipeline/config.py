@@ -57,8 +57,11 @@ def _format_errors(err: ValidationError, source: str, profile: str | None) -> st
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not in the schema; check its spelling and section)"
+        elif e["type"] == "value_error":  # a cross-field check: its message names the keys
+            msg = str(e.get("ctx", {}).get("error", msg))
         got = e.get("input")
-        shown = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
+        quiet = e["type"] in ("missing", "extra_forbidden", "value_error")
+        shown = "" if quiet else f" (got {got!r})"
         lines.append(f"  {path}: {msg}{shown}")
     where = f"{source}" + (f" with profile {profile!r}" if profile else "")
     return f"invalid params in {where}:\n" + "\n".join(lines)

@@ -1,0 +1,71 @@
+"""Connecting to Ray: a local instance by default, a cluster when an address is given.
+
+An address is probed with a plain TCP connect first, so an unreachable cluster fails in
+seconds with the address named (ray.init alone retries for much longer).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pipeline.env import quiet_defaults
+from pipeline.errors import PipelineError
+from pipeline.params.study import SweepParams
+
+
+class ClusterError(PipelineError):
+    pass
+
+
+def address_of(sweep: SweepParams) -> str | None:
+    return sweep.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def probe(address: str, timeout: float = 3.0) -> None:
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"sweep.address {address!r}: expected host:port (or 'auto')")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ClusterError(f"Ray cluster at {address} is unreachable ({err}); start it with "
+                           "`ray start --head` or fix sweep.address / RAY_ADDRESS") from None
+
+
+def connect(sweep: SweepParams) -> None:
+    """ray.init for the sweep; a no-op when this process is already connected."""
+    quiet_defaults()
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address_of(sweep)
+    if address:
+        probe(address)
+        import pipeline
+
+        # Ship this package to the cluster's workers; nodes only need the dependencies.
+        ray.init(address=address, include_dashboard=False, log_to_driver=True,
+                 runtime_env={"py_modules": [str(Path(pipeline.__file__).parent)]})
+    else:
+        ray.init(num_cpus=sweep.num_cpus, num_gpus=sweep.num_gpus, include_dashboard=False,
+                 log_to_driver=True)
+
+
+def check_resources(sweep: SweepParams) -> None:
+    """A trial's CPUs and GPUs must fit on one node, or it would wait forever."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for key, need, param in (("CPU", sweep.cpus_per_trial, "cpus_per_trial"),
+                             ("GPU", sweep.gpus_per_trial, "gpus_per_trial")):
+        most = max((n.get(key, 0.0) for n in nodes), default=0.0)
+        if need > most:
+            raise ClusterError(
+                f"sweep.{param} = {need:g} but the largest Ray node offers {most:g} {key}s: "
+                f"no trial could ever start (lower sweep.{param} or add resources)")

@@ -1,0 +1,103 @@
+"""The study declared as data: named grids in params.yaml expanded into validated cells.
+
+A cell is one point of the alpha x lambda x divergence (x latent_dim x train_size x decoder)
+grid: a set of params overrides. A cell named by several grids runs once and carries all
+their names, so the report can find it under each experiment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import Params, ParamsError, with_overrides
+from pipeline.params.study import AXIS_KEYS
+
+SHORT = {"objective.divergence": "", "objective.alpha": "alpha=", "objective.lambda": "lambda=",
+         "model.latent_dim": "d=", "train.train_size": "n=", "model.decoder": "dec=",
+         "model.encoder": "enc="}
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    overrides: dict[str, Any]  # dotted params key -> value (canonical, validated types)
+    grids: tuple[str, ...]
+    label: str
+    index: int  # position in the study, for seeding the cell's Optuna sampler
+
+
+def _get(params: Params, dotted: str) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        node = getattr(node, "lambda_" if part == "lambda" else part)
+    return node
+
+
+def _options(grid: str, axis: str, values: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for v in values:
+        if isinstance(v, dict):
+            out.append({AXIS_KEYS.get(k, k): val for k, val in v.items()})
+        else:
+            out.append({AXIS_KEYS.get(axis, axis): v})
+    return out
+
+
+def cell_id(overrides: dict[str, Any]) -> str:
+    canon = json.dumps(overrides, sort_keys=True, default=str)
+    return "cell-" + hashlib.sha1(canon.encode()).hexdigest()[:10]
+
+
+def label(overrides: dict[str, Any]) -> str:
+    parts = [f"{SHORT[k]}{v:g}" if isinstance(v, float) else f"{SHORT[k]}{'all' if v is None else v}"
+             for k, v in overrides.items() if k in SHORT]
+    parts += [f"{k}={v}" for k, v in overrides.items() if k not in SHORT]
+    return " ".join(parts)
+
+
+def expand(params: Params) -> list[Cell]:
+    """Every cell of every grid, validated against the params schema (before any compute).
+
+    Cells are identified by the resolved values of every key any grid varies, so the same
+    configuration reached from two grids (one naming the decoder, one leaving it at its
+    default) is one cell.
+    """
+    combos: list[tuple[str, dict[str, Any]]] = []
+    for grid, axes in params.sweep.grids.items():
+        lists = [_options(grid, axis, values) for axis, values in axes.items()]
+        for combo in itertools.product(*lists):
+            overrides: dict[str, Any] = {}
+            for part in combo:
+                clash = set(part) & set(overrides)
+                if clash:
+                    raise ParamsError(f"sweep.grids.{grid}: axes set {sorted(clash)} twice")
+                overrides.update(part)
+            combos.append((grid, overrides))
+    varied = sorted({k for _, o in combos for k in o}, key=_order)
+    found: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for grid, overrides in combos:
+        try:
+            resolved = with_overrides(params, overrides, source=f"sweep.grids.{grid}")
+        except ParamsError as err:
+            raise ParamsError(f"sweep.grids.{grid}: cell {overrides} is invalid: {err}") from None
+        canon = {k: _get(resolved, k) for k in varied}  # canonical types: 1 and 1.0 agree
+        key = cell_id(canon)
+        grids = found.setdefault(key, (canon, []))[1]
+        if grid not in grids:
+            grids.append(grid)
+    return [Cell(key, canon, tuple(grids), label(canon), i)
+            for i, (key, (canon, grids)) in enumerate(found.items())]
+
+
+def _order(key: str) -> tuple[int, str]:
+    keys = list(SHORT)
+    return (keys.index(key) if key in keys else len(keys), key)
+
+
+def resolve(params: Params, cell: Cell, suggested: dict[str, Any]) -> Params:
+    """The full params of one trial: the cell's overrides plus Optuna's suggestions."""
+    return with_overrides(params, {**cell.overrides, **suggested}, source=f"trial in {cell.label}")

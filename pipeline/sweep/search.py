@@ -1,0 +1,103 @@
+"""Optuna inside every grid cell: one seeded TPE study per cell, behind one Ray Tune Searcher.
+
+Ray's OptunaSearch refuses grid_search values and would model the whole grid as one search
+space; here the grid is explicit and each cell gets its own budget of `trials_per_cell`
+suggestions, handed out round-robin so that all cells progress under any concurrency.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+
+from pipeline.checkpoint import RunSpec
+from pipeline.config import Params
+from pipeline.params.study import SearchDim
+from pipeline.sweep.grid import Cell, resolve
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def distribution(dim: SearchDim) -> optuna.distributions.BaseDistribution:
+    if dim.type == "categorical":
+        return optuna.distributions.CategoricalDistribution(dim.choices)
+    if dim.type == "int":
+        return optuna.distributions.IntDistribution(int(dim.low), int(dim.high), log=dim.log)
+    return optuna.distributions.FloatDistribution(dim.low, dim.high, log=dim.log)
+
+
+def trial_spec(params: Params, cell: Cell, suggested: dict[str, Any], data_dir: str) -> RunSpec:
+    """The RunSpec of one trial; torch threads = the trial's CPUs (DESIGN.md section 2)."""
+    p = resolve(params, cell, suggested)
+    threads = max(1, int(p.sweep.cpus_per_trial))
+    train = p.train.model_copy(update={"threads": threads})
+    return RunSpec(p.model, p.objective, train, data_dir)
+
+
+class CellSearcher(Searcher):
+    def __init__(self, params: Params, cells: list[Cell], data_dir: str, metric: str, mode: str = "min",
+                 audit_dir: str | None = None):
+        super().__init__(metric=metric, mode=mode)
+        sweep = params.sweep
+        self.params, self.cells, self.data_dir, self.audit_dir = params, cells, data_dir, audit_dir
+        self.budget = sweep.trials_per_cell
+        self.space = {key: distribution(dim) for key, dim in sweep.search.items()}
+        self.epochs = params.train.epochs
+        self.studies = {
+            c.id: optuna.create_study(
+                direction="minimize" if mode == "min" else "maximize",
+                sampler=optuna.samplers.TPESampler(seed=sweep.seed + c.index,
+                                                   n_startup_trials=sweep.startup_trials))
+            for c in cells
+        }
+        self.issued = {c.id: 0 for c in cells}
+        self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}
+        self.turn = 0
+
+    def _next_cell(self) -> Cell | None:
+        for _ in range(len(self.cells)):
+            cell = self.cells[self.turn % len(self.cells)]
+            self.turn += 1
+            if self.issued[cell.id] < self.budget:
+                return cell
+        return None
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        cell = self._next_cell()
+        if cell is None:
+            return Searcher.FINISHED
+        ot = self.studies[cell.id].ask(self.space)
+        self.issued[cell.id] += 1
+        self.live[trial_id] = (cell.id, ot)
+        spec = trial_spec(self.params, cell, dict(ot.params), self.data_dir)
+        return {"cell": cell.id, "cell_label": cell.label, "grids": list(cell.grids),
+                "suggested": dict(ot.params), "optuna_number": ot.number, "spec": spec.to_dict(),
+                "audit_dir": self.audit_dir}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.live and self.metric in result and "epoch" in result:
+            _, ot = self.live[trial_id]
+            ot.report(float(result[self.metric]), step=int(result["epoch"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
+        cell_id, ot = self.live.pop(trial_id)
+        study = self.studies[cell_id]
+        state = optuna.trial.TrialState
+        if error or not result or self.metric not in result:
+            study.tell(ot, state=state.FAIL)
+        elif int(result.get("epoch", 0)) < self.epochs:  # stopped early by the scheduler
+            study.tell(ot, state=state.PRUNED)
+        else:
+            study.tell(ot, float(result[self.metric]))
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_bytes(pickle.dumps(self.__dict__))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))

@@ -1,0 +1,80 @@
+"""The Ray Tune trainable: one trial = one training run (pipeline.train) of the trial's spec.
+
+It lives in the package, not in a test or script, because Ray workers import it by name.
+Every epoch reports its metrics with a checkpoint; a restarted trial resumes from the last
+checkpoint exactly (pipeline.train.resume). The checkpoint of a factorized-decoder trial also
+holds sample and reconstruction grids (PixelCNN sampling is 784 passes: only at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import atomic
+from pipeline import checkpoint as ckpt
+from pipeline.artifacts import reconstruction_grid, sample_grid
+from pipeline.train import Trainer, resume
+
+SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
+AUDIT_DIR = "starts"  # inside the Ray experiment directory
+
+
+def placement() -> dict[str, Any]:
+    """Where this trial runs: Ray node, process, the GPU ids Ray assigned (Ray sets
+    CUDA_VISIBLE_DEVICES to them, so a trial with a GPU sees only its own)."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    gpu_ids = ray.get_gpu_ids()
+    return {"node_id": ctx.get_node_id(), "pid": os.getpid(),
+            "gpu_ids": ",".join(str(g) for g in gpu_ids),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+
+
+def record(audit_dir: str | None, event: str, epoch: int) -> None:
+    """Append to `<experiment>/starts/<trial id>.jsonl` one line per (re)start and end of the
+    trial, so a resumed sweep can be audited (which trials ran again, from which epoch). It
+    lives outside the trial directory, which Ray re-syncs from the worker on a restart."""
+    if not audit_dir:
+        return
+    from ray import tune
+
+    path = Path(audit_dir) / f"{tune.get_context().get_trial_id()}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"event": event, "epoch": epoch, "time": time.time(), "pid": os.getpid()})
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    spec = ckpt.RunSpec.from_dict(config["spec"])
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as d:
+            trainer = resume(ckpt.load(d))
+    else:
+        trainer = Trainer(spec)
+    record(config.get("audit_dir"), "start", trainer.epoch)
+    where = {**placement(), "device": str(trainer.device), "torch_threads": spec.train.threads}
+    last = spec.train.epochs
+
+    def on_epoch(epoch: int, metrics: dict[str, float], _saved) -> None:
+        with tempfile.TemporaryDirectory(prefix="infovae-ckpt-") as tmp:
+            trainer.save(tmp)
+            if epoch == last or not trainer.model.decoder.autoregressive:
+                n = 100 if not trainer.model.decoder.autoregressive else 16
+                atomic.write_bytes(Path(tmp) / SAMPLES, sample_grid(trainer.model, n=n))
+                atomic.write_bytes(Path(tmp) / RECONSTRUCTIONS,
+                                   reconstruction_grid(trainer.model, trainer.val_x, n=20 if n == 16 else 50))
+            tune.report({**metrics, **where, "reported_at": time.time()},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    trainer.run(on_epoch=on_epoch)
+    record(config.get("audit_dir"), "end", trainer.epoch)

@@ -1,0 +1,143 @@
+"""MLflow plumbing shared by the sweep, evaluation and report: one client, checked early.
+
+The tracking URI comes from params (`tracking.uri`): `sqlite:///mlflow.db` (the embedded
+default, resolved to an absolute path so Ray workers and later stages find the same file) or
+an http(s) tracking server, which is probed before any compute so that an unreachable server
+fails in seconds with its address named. Every write retries while sqlite reports "database is
+locked" (several processes may share the default store), instead of losing the point.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pipeline.env import quiet_defaults
+from pipeline.errors import PipelineError
+from pipeline.params.study import TrackingParams
+
+T = TypeVar("T")
+TERMINAL = ("FINISHED", "KILLED", "FAILED")
+MAX_PARAM_LEN = 500  # MLflow's limit for a param value
+
+
+class TrackingError(PipelineError):
+    pass
+
+
+def resolve_uri(uri: str, base: str | Path = ".") -> str:
+    """sqlite:///relative.db -> sqlite:////abs/relative.db; other schemes unchanged."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str((Path(base) / uri[len(prefix):]).resolve())
+    if "://" not in uri:  # a plain directory: MLflow's file store
+        return str((Path(base) / uri).resolve())
+    return uri
+
+
+def check_reachable(uri: str, timeout: float) -> None:
+    """Fail fast, naming the URI, when the tracking store cannot be used."""
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise TrackingError(f"MLflow server at {uri} answered {resp.status} on /health")
+        except (urllib.error.URLError, OSError) as err:
+            raise TrackingError(f"MLflow tracking server at {uri} is unreachable ({err}); "
+                                "start it or set tracking.uri") from None
+    elif uri.startswith("sqlite:///"):
+        directory = Path(uri[len("sqlite:///"):]).parent
+        if not directory.is_dir() or not os.access(directory, os.W_OK):
+            raise TrackingError(f"tracking.uri {uri}: directory {directory} is missing or not writable")
+
+
+def is_locked(err: BaseException) -> bool:
+    return "database is locked" in str(err) or "database table is locked" in str(err)
+
+
+def retry(fn: Callable[..., T], *args: Any, attempts: int = 30, **kwargs: Any) -> T:
+    """Call fn, retrying with jittered backoff while sqlite is locked by another writer."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not is_locked(err) or attempt == attempts - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def client(cfg: TrackingParams, base: str | Path = "."):
+    """A checked MlflowClient for the configured store."""
+    quiet_defaults()
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(cfg.uri, base)
+    check_reachable(uri, cfg.connect_timeout_s)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mlflow_client, cfg: TrackingParams, base: str | Path = ".") -> str:
+    exp = retry(mlflow_client.get_experiment_by_name, cfg.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if not mlflow_client.tracking_uri.startswith(("http://", "https://")):
+        location = (Path(base) / cfg.artifact_root).resolve().as_uri()
+    try:
+        return retry(mlflow_client.create_experiment, cfg.experiment, artifact_location=location)
+    except Exception:  # created concurrently by another process
+        return retry(mlflow_client.get_experiment_by_name, cfg.experiment).experiment_id
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in sorted(flatten(params).items())]
+    for i in range(0, len(items), 100):  # MLflow's batch limit
+        retry(mlflow_client.log_batch, run_id, params=items[i:i + 100])
+
+
+def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    for i in range(0, len(items), 1000):
+        retry(mlflow_client.log_batch, run_id, metrics=items[i:i + 1000])
+
+
+def set_tags(mlflow_client, run_id: str, tags: dict[str, Any]) -> None:
+    from mlflow.entities import RunTag
+
+    retry(mlflow_client.log_batch, run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+
+def log_files(mlflow_client, run_id: str, files: Iterable[Path], artifact_path: str | None = None) -> None:
+    for f in files:
+        if f.is_file():
+            retry(mlflow_client.log_artifact, run_id, str(f), artifact_path)
+
+
+def terminate(mlflow_client, run_id: str, status: str) -> None:
+    assert status in TERMINAL, status
+    retry(mlflow_client.set_terminated, run_id, status)

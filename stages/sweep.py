@@ -1,0 +1,18 @@
+"""DVC stage `sweep`: the grid of params.yaml trained under Ray Tune, recorded in MLflow;
+writes results/sweep/trials.parquet and best.json."""
+
+import json
+
+from pipeline.config import load_params
+from pipeline.stage import parser, run
+
+
+def main(argv=None):
+    args = parser(__doc__).parse_args(argv)
+    from pipeline.sweep.run import run_sweep
+
+    print(json.dumps(run_sweep(load_params(args.params))))
+
+
+if __name__ == "__main__":
+    run(main)
