@@ -44,6 +44,21 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def write_parquet(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Rows -> Parquet, atomically. Columns are the union over all rows (in first-seen order),
+    missing values null: a first row without some metric (a failed trial) drops nothing."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    table = pa.table({c: [row.get(c) for row in rows] for c in columns}) if rows else pa.table({})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    write_bytes(path, buf.getvalue())
+
+
 @contextlib.contextmanager
 def replace_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces `path`, on failure it is deleted."""

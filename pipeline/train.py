@@ -21,6 +21,7 @@ from torch import Tensor
 
 from pipeline import checkpoint as ckpt
 from pipeline.data import Split, load_split
+from pipeline.env import pin_malloc_thresholds
 from pipeline.errors import PipelineError
 from pipeline.metrics.latent import latent_diagnostics
 from pipeline.objective import InfoVAE
@@ -78,6 +79,7 @@ class Trainer:
         self.spec = spec
         cfg = spec.train
         torch.set_num_threads(cfg.threads)
+        pin_malloc_thresholds()
         self.device = device or choose_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = InfoVAE.build(spec.model, spec.objective).to(self.device)

@@ -1,0 +1,9 @@
+"""File names shared by the stages (a light module: no torch or Ray to import for a name)."""
+
+# sweep stage outs (sweep.out_dir)
+TRIALS, BEST, SWEEP = "trials.parquet", "best.json", "sweep.json"
+# inside a trial's checkpoint directory
+SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
+# evaluate stage outs (evaluate.out_dir)
+METRICS, HISTORY, SUMMARY, IMAGES, PLOTS, CACHE = (
+    "metrics.parquet", "history.parquet", "summary.json", "images", "plots", "cache")

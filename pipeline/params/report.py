@@ -1,0 +1,18 @@
+"""The `report` section: where the study's report is written and how its figures are drawn
+(pipeline.report)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from pipeline.params.base import Section
+
+
+class ReportParams(Section):
+    # index.html (self-contained), report.md and figures/*.png; replaced as a whole (a DVC out)
+    out_dir: str = Field("report", min_length=1)
+    title: str = Field("InfoVAE reproduction study", min_length=1)
+    dpi: int = Field(90, ge=50, le=300)  # PNG resolution: the HTML embeds every figure
+    # Fig. 3 (D), MMD over training: the curves of this latent dim (the largest one if absent)
+    curve_latent_dim: int = Field(10, ge=1)
+    log_to_mlflow: bool = True  # attach the report to the sweep's parent MLflow run (report/)

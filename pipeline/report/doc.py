@@ -1,0 +1,90 @@
+"""The report as data: sections of text, tables and figures, rendered to HTML and Markdown by
+pipeline.report.render. Also the number formatting every section shares ("not measured" for a
+missing or non-finite value, never a crash or a silent blank)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+NOT_MEASURED = "not measured"
+
+
+@dataclass
+class Text:
+    text: str
+    kind: str = "p"  # p: prose | note: an absent experiment or metric | source: the trials behind a result
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    name: str  # file stem under figures/ (Markdown) and the anchor of the image (HTML)
+    png: bytes
+    caption: str
+    pixelated: bool = False  # an image grid: shown enlarged without smoothing
+    title: str = ""  # the image's alt text (default: its name)
+
+    @property
+    def alt(self) -> str:
+        return self.title or self.name.replace("_", " ")
+
+
+Block = Text | Table | Figure
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    title: str
+    header: list[tuple[str, str]]  # (key, value) lines under the title
+    sections: list[Section]
+
+    def figures(self) -> list[Figure]:
+        return [b for s in self.sections for b in s.blocks if isinstance(b, Figure)]
+
+
+def missing(value: Any) -> bool:
+    """None, NaN, +-inf or pandas' NA: a value that was not (or could not be) measured."""
+    if value is None:
+        return True
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return str(value) in ("<NA>", "nan", "NaT")
+
+
+def num(value: Any, digits: int = 2, signed: bool = False, default: str = NOT_MEASURED) -> str:
+    if missing(value):
+        return default
+    return f"{float(value):{'+' if signed else ''}.{digits}f}"
+
+
+def count(value: Any, default: str = NOT_MEASURED) -> str:
+    return default if missing(value) else f"{int(value):,}"
+
+
+def text(value: Any, default: str = "—") -> str:
+    return default if missing(value) or value == "" else str(value)
+
+
+def source(rows: Iterable[Mapping[str, Any]], what: str = "") -> Text:
+    """The trials a figure or table came from: cell label, Ray Tune trial id, MLflow run id."""
+    parts = [f"{r.get('cell_label') or r.get('cell')}: trial {text(r.get('trial_id'))}, "
+             f"MLflow run {text(r.get('mlflow_run_id'))}" for r in rows]
+    lead = f"Source{' (' + what + ')' if what else ''}: "
+    return Text(lead + ("; ".join(parts) if parts else "no trials") + ".", "source")

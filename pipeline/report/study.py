@@ -1,0 +1,99 @@
+"""The report stage: the sweep's and the evaluation's outputs -> report/index.html (self-contained)
+and report/report.md (+ figures/), written as one directory swapped in atomically, then attached
+to the sweep's parent MLflow run under report/."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline import atomic, tracking
+from pipeline.params.report import ReportParams
+from pipeline.report.data import ReportError, StudyInputs, load_inputs
+from pipeline.report.doc import Report
+from pipeline.report.experiments import information_section, latent_dim_section, train_size_section
+from pipeline.report.maps import alpha_lambda_section
+from pipeline.report.render import figure_files, to_html, to_markdown
+from pipeline.report.samples import header, samples_section
+from pipeline.report.tables import table1, trials_section
+
+INDEX, MARKDOWN = "index.html", "report.md"
+EVAL_DIR = "results/eval"  # the evaluate stage's default out dir
+
+
+def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str) -> Report:
+    """The whole report as data (pipeline.report.doc), one section per experiment."""
+    sections = [table1(inputs), latent_dim_section(inputs, cfg), train_size_section(inputs, cfg),
+                information_section(inputs, cfg), alpha_lambda_section(inputs, cfg), samples_section(inputs),
+                trials_section(inputs)]
+    return Report(cfg.title, header(inputs, tracking_uri), sections)
+
+
+def write_report(report: Report, out: Path) -> list[Path]:
+    """Write the report into directory `out` (a fresh temporary one); return the files written."""
+    files = {INDEX: to_html(report).encode(), MARKDOWN: to_markdown(report).encode(), **figure_files(report)}
+    for name, data in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return [out / name for name in files]
+
+
+def _sections(params: Any) -> tuple[ReportParams, str]:
+    # params.report and params.evaluate.out_dir: defaults until both sections are in pipeline.config
+    cfg = getattr(params, "report", None) or ReportParams()
+    eval_dir = getattr(getattr(params, "evaluate", None), "out_dir", None) or EVAL_DIR
+    return cfg, eval_dir
+
+
+def _parent_client(params: Any, cfg: ReportParams, inputs: StudyInputs, base: Path, log: Callable) -> Any:
+    """A checked MLflow client for the sweep's parent run, or None when the report is not logged.
+    An unreachable tracking server (TrackingError) or an unknown parent run (ReportError) fails
+    here, before any figure is drawn."""
+    if not cfg.log_to_mlflow:
+        return None
+    if not inputs.sweep.get("parent_run_id"):
+        log("sweep.json names no parent MLflow run: the report is not logged to MLflow")
+        return None
+    client = tracking.client(params.tracking, base)
+    run_id = inputs.sweep["parent_run_id"]
+    try:
+        tracking.retry(client.get_run, run_id)
+    except Exception as err:
+        raise ReportError(f"the sweep's parent MLflow run {run_id} (sweep.json) is not in the tracking store "
+                          f"{client.tracking_uri}: {err}") from None
+    return client
+
+
+def _log(client: Any, run_id: str, out: Path, files: list[Path]) -> None:
+    tracking.log_files(client, run_id, [out / INDEX, out / MARKDOWN], "report")
+    figures = [f for f in files if f.parent.name == "figures"]
+    tracking.log_files(client, run_id, figures, "report/figures")
+
+
+def build_report(params: Any, base_dir: str | Path = ".",
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build the report of the study in `base_dir` from params (sweep.out_dir, evaluate.out_dir,
+    report, tracking). The previous report stays in place unless the new one is complete."""
+    start = time.perf_counter()
+    base = Path(base_dir).resolve()
+    cfg, eval_dir = _sections(params)
+    out = base / cfg.out_dir
+    with atomic.replace_dir(out) as tmp:
+        inputs = load_inputs(base, params.sweep.out_dir, eval_dir)
+        client = _parent_client(params, cfg, inputs, base, log)
+        report = compose(inputs, cfg, params.tracking.uri)
+        written = write_report(report, tmp)
+    files = [out / f.relative_to(tmp) for f in written]
+    run_id = inputs.sweep.get("parent_run_id")
+    if client is not None:
+        _log(client, run_id, out, files)
+        log(f"report logged to MLflow run {run_id} (artifacts report/)")
+    size = (out / INDEX).stat().st_size
+    log(f"report: {out / INDEX} ({size / 1e6:.2f} MB), {out / MARKDOWN}, {len(report.figures())} figures")
+    return {"html": str(out / INDEX), "markdown": str(out / MARKDOWN), "figures": len(report.figures()),
+            "sections": [s.id for s in report.sections], "html_bytes": size,
+            "mlflow_run_id": run_id if client is not None else None,
+            "seconds": round(time.perf_counter() - start, 1)}

@@ -1,0 +1,119 @@
+"""Table 1 (test NLL beside the paper's) and the Trials section (what ran, what failed, why)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pipeline.report.data import EVALUATED, StudyInputs
+from pipeline.report.doc import Section, Table, Text, count, missing, num, source, text
+
+# Zhao et al. 2017, Table 1: test negative log-likelihood on MNIST, nats, with a PixelCNN decoder.
+PAPER_TABLE1 = {"ELBO": 82.75, "MMD-VAE": 80.76, "Stein-VAE": 81.47, "Adversarial-VAE": 82.21}
+TABLE1_GRID = "table1"
+
+
+def absent_grid(number: int, what: str, grid: str) -> Text:
+    return Text(f"Experiment {number} ({what}) was not part of this sweep: no grid named '{grid}' in "
+                "params.yaml (sweep.grids).", "note")
+
+
+def not_evaluated(rows: pd.DataFrame) -> Text | None:
+    """A note naming the cells of an experiment that have no evaluated trial, and why."""
+    bad = rows[rows["status"] != EVALUATED]
+    if bad.empty:
+        return None
+    items = [f"{r['cell_label']} ({text(r.get('error'), 'no usable trial')})" for _, r in bad.iterrows()]
+    return Text(f"Not evaluated ({len(bad)} of {len(rows)} cells): " + "; ".join(items) + ".", "note")
+
+
+def setup(row: dict[str, Any], inputs: StudyInputs) -> str:
+    trial = inputs.trial(row.get("trial_id"))
+    epochs = inputs.sweep.get("epochs")
+    done = trial.get("epochs_done")
+    budget = count(epochs, "?")
+    ran = f"{budget} epochs" if missing(done) else f"{count(done)}/{budget} epochs"
+    return (f"{text(row.get('encoder'))}/{text(row.get('decoder'))}, d={count(row.get('latent_dim'), '?')}, "
+            f"{ran}, {text(row.get('binarization'))} binarization, n={count(row.get('train_size'), '?')}")
+
+
+def table1(inputs: StudyInputs) -> Section:
+    section = Section("table1", "Experiment 1: test log-likelihood (Table 1)")
+    if TABLE1_GRID not in inputs.grids:
+        section.blocks.append(absent_grid(1, "Table 1, test log-likelihood", TABLE1_GRID))
+        return section
+    rows = inputs.in_grid(TABLE1_GRID)
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for _, r in rows.iterrows():
+        by_method.setdefault(str(r["method"]), []).append(r.to_dict())
+    order = list(PAPER_TABLE1) + sorted(set(by_method) - set(PAPER_TABLE1))
+    body = []
+    for method in order:
+        paper = PAPER_TABLE1.get(method)
+        for r in by_method.get(method) or [None]:
+            paper_s = num(paper) if paper is not None else "—"
+            if r is None:
+                body.append([method, paper_s, "not in this sweep", "", "", "", "", "", ""])
+                continue
+            if r.get("status") != EVALUATED:
+                failed = f"FAILED: {text(r.get('error'), 'no usable trial')}"
+                body.append([method, paper_s, failed, "", "", "", "", text(r.get("cell_label")),
+                             "no usable trial" if missing(r.get("trial_id")) else text(r.get("trial_id"))])
+                continue
+            ours = r.get("test_nll")
+            diff = num(ours - paper, signed=True) if paper is not None and not missing(ours) else "—"
+            body.append([method, paper_s, num(ours), num(r.get("test_nll_stderr")), count(r.get("test_k")),
+                         count(r.get("test_n")), diff, setup(r, inputs),
+                         f"{text(r.get('trial_id'))} / {text(r.get('mlflow_run_id'))}"])
+    header = ["Method", "Paper NLL (PixelCNN)", "Ours NLL", "± s.e.", "K", "Test images", "Ours − paper",
+              "Setup", "Trial / MLflow run"]
+    caption = ("Test negative log-likelihood on MNIST in nats (lower is better): importance-sampled with "
+               "K samples of q(z|x) per image (Burda et al.), with its standard error over the test images. "
+               "The paper's numbers come from a PixelCNN decoder; Setup lists ours "
+               "(encoder/decoder, latent dim, epochs trained/budget, binarization, training images).")
+    section.blocks += [Table(header, body, caption)]
+    note = not_evaluated(rows)
+    if note:
+        section.blocks.append(note)
+    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()]))
+    return section
+
+
+def _status_counts(inputs: StudyInputs) -> Table:
+    counts = inputs.trials["status"].value_counts().to_dict() if len(inputs.trials) else {}
+    meaning = {"FINISHED": "trained for the full epoch budget",
+               "KILLED": "stopped early by ASHA (a worse trial of its cell; its checkpoint is kept)",
+               "FAILED": "raised an error (reason below); never chosen as a cell's best"}
+    rows = [[s, str(int(counts.get(s, 0))), meaning[s]] for s in meaning]
+    rows += [[str(s), str(int(n)), "unexpected status"] for s, n in counts.items() if s not in meaning]
+    return Table(["Status", "Trials", "Meaning"], rows, f"{len(inputs.trials)} trials in "
+                 f"{inputs.sweep.get('cells', '?')} cells.")
+
+
+def trials_section(inputs: StudyInputs) -> Section:
+    section = Section("trials", "Trials")
+    section.blocks.append(_status_counts(inputs))
+    trials = inputs.trials
+    failed = trials[trials["status"] == "FAILED"] if len(trials) else trials
+    if len(failed):
+        rows = [[text(r.get("trial_id")), text(r.get("cell_label")), count(r.get("epochs_done"), "0"),
+                 text(r.get("error"), "no reason recorded"), text(r.get("mlflow_run_id"))]
+                for _, r in failed.iterrows()]
+        section.blocks.append(Table(["Trial", "Cell", "Epochs", "Error", "MLflow run"], rows,
+                                    "FAILED trials and their error reason."))
+    else:
+        section.blocks.append(Text("No trial failed."))
+    unusable = [(e.get("label", cell), e) for cell, e in inputs.best.items() if not e.get("trial_id")]
+    if unusable:
+        rows = [[label, str(e.get("trials", "?")), "; ".join(e.get("errors") or []) or "no reason recorded"]
+                for label, e in unusable]
+        section.blocks.append(Table(["Cell", "Trials", "Errors"], rows, "Cells without a usable trial "
+                                    "(every trial failed): nothing to evaluate."))
+    metrics = inputs.metrics
+    broken = metrics[(metrics["status"] != EVALUATED) & metrics["trial_id"].notna()]
+    if len(broken):
+        rows = [[text(r.get("cell_label")), text(r.get("trial_id")),
+                 text(r.get("error"), "no reason recorded")] for _, r in broken.iterrows()]
+        section.blocks.append(Table(["Cell", "Trial", "Error"], rows, "Cells whose evaluation failed."))
+    return section

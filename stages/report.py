@@ -1,0 +1,18 @@
+"""DVC stage `report`: the sweep's and the evaluation's outputs -> report/index.html (self-contained)
+and report/report.md, attached to the sweep's parent MLflow run."""
+
+import json
+
+from pipeline.config import load_params
+from pipeline.stage import parser, run
+
+
+def main(argv=None):
+    args = parser(__doc__).parse_args(argv)
+    from pipeline.report.study import build_report
+
+    print(json.dumps(build_report(load_params(args.params))))
+
+
+if __name__ == "__main__":
+    run(main)
