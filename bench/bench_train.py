@@ -14,7 +14,8 @@ how far a ratio strays from 1 with nothing to find. Goal: ours >= 0.95x the bare
 
 The comparison runs with glibc malloc's mmap and trim thresholds pinned (mallopt, as every
 Trainer now does: pipeline.env.pin_malloc_thresholds; --default-malloc skips the benchmark's
-own call, which only matters before a Trainer exists): by default glibc adapts them as it goes, and then whichever loop's
+own call, which only matters before a Trainer exists): by default glibc adapts them as it
+goes, and then whichever loop's
 epoch happens to free and re-allocate the conv model's ~25 MB buffers at the top of the heap
 page-faults them afresh (0 to 70k minor faults per epoch; 5-15% of a conv epoch's CPU time
 measured here), a sticky noise of +-10% between two identical loops that has nothing to do

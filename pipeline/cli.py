@@ -15,6 +15,23 @@ def _train(args) -> None:
     train_one(spec_from_params(params), args.out, resume_run=args.resume)
 
 
+def _evaluate(args) -> None:
+    import sys
+
+    from pipeline.config import load_params, parse_set
+    from pipeline.evaluation.evaluate import evaluate_checkpoint, write_row
+
+    params = load_params(args.params, parse_set(args.set))
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    row = evaluate_checkpoint(args.checkpoint, params.evaluate, args.data or params.data.out_dir,
+                              log=log, progress_every_s=30.0)
+    write_row(row, args.out)
+    log(f"wrote {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infovae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -25,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a param, e.g. --set objective.divergence=mmd (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.set_defaults(func=_train)
+    e = sub.add_parser("evaluate", help="evaluate a trained checkpoint (the evaluate section)")
+    e.add_argument("--checkpoint", required=True, help="run directory or checkpoint.pt")
+    e.add_argument("--params", default="params.yaml")
+    e.add_argument("--out", required=True, help="one-row table: FILE.parquet or FILE.json")
+    e.add_argument("--data", default=None, help="prepared data directory (default: data.out_dir)")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param, e.g. --set evaluate.loglik_k=1000 (repeatable)")
+    e.set_defaults(func=_evaluate)
     return p
 
 

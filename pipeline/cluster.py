@@ -57,13 +57,22 @@ def connect(sweep: SweepParams) -> None:
                  log_to_driver=True)
 
 
+def gpus_per_trial(sweep: SweepParams) -> float:
+    """The GPU share of a trial; "auto" resolves against the connected cluster."""
+    if sweep.gpus_per_trial != "auto":
+        return float(sweep.gpus_per_trial)
+    import ray
+
+    return sweep.auto_gpu_share if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
 def check_resources(sweep: SweepParams) -> None:
     """A trial's CPUs and GPUs must fit on one node, or it would wait forever."""
     import ray
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     for key, need, param in (("CPU", sweep.cpus_per_trial, "cpus_per_trial"),
-                             ("GPU", sweep.gpus_per_trial, "gpus_per_trial")):
+                             ("GPU", gpus_per_trial(sweep), "gpus_per_trial")):
         most = max((n.get(key, 0.0) for n in nodes), default=0.0)
         if need > most:
             raise ClusterError(

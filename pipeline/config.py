@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import PipelineError
 from pipeline.params.data import DataParams
+from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
+from pipeline.params.report import ReportParams
 from pipeline.params.study import SweepParams, TrackingParams
 
 __all__ = ["Params", "ParamsError", "load_params", "parse_params"]
@@ -38,6 +40,8 @@ class Params(BaseModel):
     train: TrainParams = TrainParams()
     sweep: SweepParams = SweepParams()
     tracking: TrackingParams = TrackingParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
 
 
 def _deep_merge(base: dict, over: dict) -> dict:

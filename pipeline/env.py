@@ -27,7 +27,9 @@ def pin_malloc_thresholds() -> bool:
 
     Measured by bench/bench_train.py: without it, the conv model's ~25 MB buffers were freed
     and page-faulted afresh at random epochs (0-70k minor faults per epoch), costing 5-14% of
-    a conv epoch's CPU time. Called by every training run (pipeline.train.Trainer)."""
+    a conv epoch's CPU time; bench/bench_loglik.py saw the same for the estimator's per-chunk
+    decoder buffers (~15% of an evaluation in system time, ~70k page faults/s). Called by
+    every training run and every evaluation. Process-wide, like the thread count."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):

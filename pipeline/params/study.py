@@ -61,7 +61,10 @@ class SweepParams(Section):
     scheduler: Literal["asha", "none"] = "asha"
     asha: ASHAParams = ASHAParams()
     cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0)
+    # A fraction shares a GPU between trials; "auto": auto_gpu_share when the cluster has
+    # GPUs, else 0 (the same params run on a laptop and on a GPU cluster).
+    gpus_per_trial: Literal["auto"] | float = "auto"
+    auto_gpu_share: float = Field(0.25, gt=0, le=8)
     max_concurrent_trials: int | None = Field(None, ge=1)
     address: str | None = None  # Ray cluster ("host:port" or "auto"); RAY_ADDRESS also works
     num_cpus: int | None = Field(None, ge=1)  # local Ray only: CPUs offered (default: all)
@@ -72,6 +75,8 @@ class SweepParams(Section):
 
     @model_validator(mode="after")
     def _check(self) -> SweepParams:
+        if isinstance(self.gpus_per_trial, float) and self.gpus_per_trial < 0:
+            raise ValueError(f"gpus_per_trial must be >= 0 or 'auto', got {self.gpus_per_trial}")
         if not self.grids:
             raise ValueError("grids: no grid declared: the sweep would run nothing")
         for name, axes in self.grids.items():

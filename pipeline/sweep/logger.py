@@ -16,8 +16,8 @@ from ray.tune import Callback
 
 from pipeline import tracking
 from pipeline.checkpoint import FILENAME as CHECKPOINT
+from pipeline.layout import RECONSTRUCTIONS, SAMPLES
 from pipeline.params.study import TrackingParams
-from pipeline.sweep.trainable import RECONSTRUCTIONS, SAMPLES
 
 TRIAL_TAG = "ray.trial_id"
 SWEEP_TAG = "infovae.sweep"

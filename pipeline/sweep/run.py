@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from pipeline import atomic, tracking
-from pipeline.cluster import check_resources, connect
+from pipeline.cluster import check_resources, connect, gpus_per_trial
 from pipeline.config import Params, ParamsError
 from pipeline.data import read_metadata
+from pipeline.layout import BEST, SWEEP, TRIALS
 from pipeline.sweep.grid import Cell, expand
 from pipeline.sweep.logger import (
     PARENT_TAG,
@@ -34,7 +32,6 @@ from pipeline.sweep.logger import (
 )
 from pipeline.sweep.search import CellSearcher, trial_spec
 
-TRIALS, BEST = "trials.parquet", "best.json"
 FINGERPRINT_TAG = "infovae.fingerprint"
 
 
@@ -133,13 +130,10 @@ def summarise(trials: list, runs: dict[str, str], cells: list[Cell], epochs: int
     return rows, best
 
 
-def write_outputs(out_dir: Path, rows: list[dict], best: dict) -> None:
-    table = pa.Table.from_pylist(rows)
-    tmp = out_dir / f".{TRIALS}.tmp"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, tmp)
-    tmp.replace(out_dir / TRIALS)
+def write_outputs(out_dir: Path, rows: list[dict], best: dict, sweep: dict) -> None:
+    atomic.write_parquet(out_dir / TRIALS, rows)
     atomic.write_json(out_dir / BEST, best)
+    atomic.write_json(out_dir / SWEEP, sweep)
 
 
 def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
@@ -150,17 +144,22 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
 
     base = Path(base_dir).resolve()
     sweep = params.sweep
+    clock = time.perf_counter()
     cells, data_dir = preflight(params, base)
     client = tracking.client(params.tracking, base)
     exp_id = tracking.experiment_id(client, params.tracking, base)
+    seconds = {"mlflow_start": time.perf_counter() - clock}
+    clock = time.perf_counter()
     connect(sweep)
     check_resources(sweep)
+    seconds["ray_start"] = time.perf_counter() - clock
     fp = fingerprint(params)
     storage = (base / sweep.storage_path).resolve()
     exp_name = f"{sweep.name}-{fp}"
     parent = _parent_run(client, exp_id, params, fp, len(cells))
-    trainable = tune.with_resources(run_trial, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
-    start = time.perf_counter()
+    gpus = gpus_per_trial(sweep)
+    trainable = tune.with_resources(run_trial, {"cpu": sweep.cpus_per_trial, "gpu": gpus})
+    clock = time.perf_counter()
     try:
         if tune.Tuner.can_restore(str(storage / exp_name)):
             print(f"resuming sweep {exp_name} from {storage}")
@@ -176,30 +175,35 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
                     search_alg=CellSearcher(params, cells, data_dir, metric,
                                             audit_dir=str(storage / exp_name / AUDIT_DIR)),
                     scheduler=scheduler,
-                    num_samples=len(cells) * budget, max_concurrent_trials=concurrency(sweep),
-                    metric=metric, mode="min", reuse_actors=False),
+                    num_samples=len(cells) * budget, max_concurrent_trials=concurrency(sweep, gpus),
+                    metric=metric, mode="min", reuse_actors=True),
                 run_config=tune.RunConfig(
                     name=exp_name, storage_path=str(storage),
                     callbacks=[MLflowLogger(params.tracking, str(base), parent, params.train.epochs)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     failure_config=tune.FailureConfig(max_failures=sweep.max_failures), verbose=1))
         grid = tuner.fit()
+        seconds["fit"] = time.perf_counter() - clock
     except BaseException:
         tracking.terminate(client, parent, "KILLED" if _interrupted() else "FAILED")
         raise
     trials = grid._experiment_analysis.trials
     runs = _reconcile(client, exp_id, parent, trials, params.train.epochs)
     rows, best = summarise(trials, runs, cells, params.train.epochs, sweep.metric, base)
-    write_outputs(base / sweep.out_dir, rows, best)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("FINISHED", "KILLED", "FAILED")}
+    write_outputs(base / sweep.out_dir, rows, best, {
+        "name": sweep.name, "experiment": exp_name, "fingerprint": fp, "parent_run_id": parent,
+        "mlflow_experiment": params.tracking.experiment, "cells": len(cells), "trials": len(rows),
+        **{k.lower(): v for k, v in counts.items()}, "epochs": params.train.epochs,
+        "grids": {name: list(axes) for name, axes in sweep.grids.items()}})
     tracking.log_metrics(client, parent, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
-    tracking.log_files(client, parent, [base / sweep.out_dir / TRIALS, base / sweep.out_dir / BEST], "sweep")
+    tracking.log_files(client, parent, [base / sweep.out_dir / f for f in (TRIALS, BEST, SWEEP)], "sweep")
     tracking.terminate(client, parent, "FINISHED")
     return {"cells": len(cells), "trials": len(rows), **counts, "parent_run_id": parent,
-            "experiment": exp_name, "seconds": round(time.perf_counter() - start, 1)}
+            "experiment": exp_name, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
 
 
-def concurrency(sweep) -> int:
+def concurrency(sweep, gpus: float) -> int:
     """max_concurrent_trials, or as many trials as the cluster's CPUs and GPUs hold at once.
 
     Always explicit: with a custom searcher and no limit, Tune keeps a single trial pending,
@@ -211,8 +215,8 @@ def concurrency(sweep) -> int:
 
     total = ray.cluster_resources()
     fits = total.get("CPU", 1.0) / sweep.cpus_per_trial
-    if sweep.gpus_per_trial > 0:
-        fits = min(fits, total.get("GPU", 0.0) / sweep.gpus_per_trial)
+    if gpus > 0:
+        fits = min(fits, total.get("GPU", 0.0) / gpus)
     return max(1, int(fits + 1e-9))
 
 

@@ -18,9 +18,9 @@ from typing import Any
 from pipeline import atomic
 from pipeline import checkpoint as ckpt
 from pipeline.artifacts import reconstruction_grid, sample_grid
+from pipeline.layout import RECONSTRUCTIONS, SAMPLES
 from pipeline.train import Trainer, resume
 
-SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
 AUDIT_DIR = "starts"  # inside the Ray experiment directory
 
 

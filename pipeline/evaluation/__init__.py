@@ -1,0 +1,2 @@
+"""Evaluation of trained models: log-likelihood estimators (loglik) and the per-checkpoint
+metrics row of the evaluate stage (evaluate)."""

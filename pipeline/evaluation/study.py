@@ -1,0 +1,178 @@
+"""The evaluate stage: every grid cell's best trial measured, tabled, logged to its MLflow run.
+
+Inputs: results/sweep/best.json (the best trial per cell and its checkpoint) and the prepared
+data. Outputs (results/eval/, DVC outs): metrics.parquet (one row per cell: the cell, its
+trial, every metric of pipeline.evaluation.evaluate), history.parquet (the best trials'
+per-epoch training metrics, for the over-training figures), images/<cell>/ (their sample and
+reconstruction grids), summary.json (DVC metrics) and plots/*.csv (DVC plots).
+
+Each evaluation is cached under results/eval/cache by the checkpoint's digest and the
+evaluate params, so an interrupted or repeated stage does not measure a checkpoint twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline import atomic, tracking
+from pipeline import checkpoint as ckpt
+from pipeline.config import Params
+from pipeline.errors import PipelineError
+from pipeline.evaluation.evaluate import evaluate_checkpoint
+from pipeline.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES
+from pipeline.naming import method_name
+
+
+class EvaluationError(PipelineError):
+    pass
+
+
+def _digest(path: Path, params: dict) -> str:
+    h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def load_best(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise EvaluationError(f"missing {path}: run the sweep stage first (dvc repro sweep)")
+    return json.loads(path.read_text())
+
+
+def history_rows(cell: str, state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"cell": cell, **{k: float(v) for k, v in h.items()}} for h in state.get("history", [])]
+
+
+def evaluate_study(params: Params, base_dir: str | Path = ".", log=print) -> dict[str, Any]:
+    base = Path(base_dir).resolve()
+    best = load_best(base / params.sweep.out_dir / BEST)
+    data_dir = base / params.data.out_dir
+    out = base / params.evaluate.out_dir
+    cache = out / CACHE
+    cache.mkdir(parents=True, exist_ok=True)
+    eval_params = params.evaluate.model_dump(exclude={"out_dir"})
+    rows, history = [], []
+    client = None
+    start = time.perf_counter()
+    with atomic.replace_dir(out / IMAGES) as images:
+        for n, (cell, entry) in enumerate(best.items(), 1):
+            meta = {"cell": cell, "cell_label": entry["label"], "grids": ",".join(entry["grids"]),
+                    "trial_id": entry.get("trial_id"), "trial_status": entry.get("status"),
+                    "mlflow_run_id": entry.get("mlflow_run_id")}
+            meta.update(_method(entry["overrides"], params))
+            if not entry.get("checkpoint"):
+                log(f"[{n}/{len(best)}] {entry['label']}: no usable trial ({entry.get('errors')})")
+                rows.append({**meta, "status": "FAILED", "error": "; ".join(entry.get("errors") or [])})
+                continue
+            directory = base / entry["checkpoint"]
+            ckpt_file = directory / ckpt.FILENAME
+            key = _digest(ckpt_file, eval_params)
+            cached = cache / f"{key}.json"
+            if cached.is_file():
+                result = json.loads(cached.read_text())
+                log(f"[{n}/{len(best)}] {entry['label']}: cached")
+            else:
+                log(f"[{n}/{len(best)}] {entry['label']}: evaluating {entry['checkpoint']}")
+                result = evaluate_checkpoint(directory, params.evaluate, data_dir,
+                                             log=lambda m: log(f"    {m}"))
+                result["checkpoint"] = entry["checkpoint"]  # relative: no host paths
+                atomic.write_json(cached, _finite(result))
+            rows.append({**meta, **result, "status": "EVALUATED", "error": None})
+            history.extend(history_rows(cell, ckpt.load(ckpt_file)))
+            for name in (SAMPLES, RECONSTRUCTIONS):
+                if (directory / name).is_file():
+                    (images / cell).mkdir(exist_ok=True)
+                    shutil.copy2(directory / name, images / cell / name)
+            if entry.get("mlflow_run_id"):
+                client = client or tracking.client(params.tracking, base)
+                _log_to_run(client, entry["mlflow_run_id"], result)
+    _write_tables(out, rows, history)
+    summary = write_summary(base / params.evaluate.summary, rows)
+    write_plots(base / params.evaluate.plots_dir, rows, history)
+    return {"cells": len(rows), "evaluated": sum(r["status"] == "EVALUATED" for r in rows),
+            "failed": sum(r["status"] == "FAILED" for r in rows),
+            "seconds": round(time.perf_counter() - start, 1), "summary": len(summary)}
+
+
+def _method(overrides: dict[str, Any], params: Params) -> dict[str, Any]:
+    get = overrides.get
+    divergence = get("objective.divergence", params.objective.divergence)
+    alpha = get("objective.alpha", params.objective.alpha)
+    lam = get("objective.lambda", params.objective.lambda_)
+    return {"method": method_name(divergence, alpha, lam)}
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    import math
+
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def _log_to_run(client, run_id: str, result: dict[str, Any]) -> None:
+    numeric = {f"eval_{k}": v for k, v in result.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("seconds")}
+    tracking.log_metrics(client, run_id, numeric, step=0)
+
+
+def _write_tables(out: Path, rows: list[dict], history: list[dict]) -> None:
+    atomic.write_parquet(out / METRICS, rows)
+    atomic.write_parquet(out / HISTORY, history)
+
+
+SUMMARY_KEYS = ("test_nll", "test_nll_stderr", "train_nll", "mmd", "logdet_cov", "mi", "active_units",
+                "ss_error_100", "ss_error_1000", "class_mismatch")
+
+
+def write_summary(path: Path, rows: list[dict]) -> dict[str, Any]:
+    """DVC metrics: per cell label, the headline numbers (dvc metrics show / diff)."""
+    summary = {}
+    for r in rows:
+        key = r["cell_label"].replace(" ", "_")
+        summary[key] = {k: r[k] for k in SUMMARY_KEYS if r.get(k) is not None} or {"status": r["status"]}
+    atomic.write_json(path, summary)
+    return summary
+
+
+def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.BytesIO()
+    if rows:
+        pacsv.write_csv(pa.Table.from_pylist(rows), buf)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
+
+
+def write_plots(directory: Path, rows: list[dict], history: list[dict]) -> None:
+    """CSVs that `dvc plots show` renders (declared in dvc.yaml); a directory of CSVs is drawn
+    as one series per file. The directory is replaced as a whole."""
+    ok = [r for r in rows if r["status"] == "EVALUATED"]
+    by_cell = {r["cell"]: r for r in ok}
+    with atomic.replace_dir(directory) as tmp:
+        _csv(tmp / "nll.csv", [{"cell": r["cell_label"], "test_nll": r.get("test_nll")} for r in ok])
+        for cell, r in by_cell.items():
+            points = [{"epoch": int(h["epoch"]), "val_mi": h["val_mi"], "val_mmd": h.get("val_mmd")}
+                      for h in history if h["cell"] == cell and h.get("val_mi") is not None]
+            if points:
+                (tmp / "training").mkdir(exist_ok=True)
+                _csv(tmp / "training" / f"{_slug(r['cell_label'])}.csv", points)
+        for method in sorted({r["method"] for r in ok}):
+            mine = sorted((r for r in ok if r["method"] == method), key=lambda r: r["latent_dim"])
+            if len({r["latent_dim"] for r in mine}) > 1:
+                (tmp / "latent_dim").mkdir(exist_ok=True)
+                _csv(tmp / "latent_dim" / f"{_slug(method)}.csv",
+                     [{"latent_dim": r["latent_dim"], "mmd": r.get("mmd"), "logdet_cov": r.get("logdet_cov")}
+                      for r in mine])

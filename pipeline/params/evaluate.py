@@ -1,0 +1,70 @@
+"""The `evaluate` section: how a trained checkpoint is measured (pipeline.evaluation).
+
+Test-set log-likelihood by importance sampling (K = 5000, Burda et al.), the latent metrics of
+the paper's Fig. 3 on the test encodings, semi-supervised error, and the class mismatch of
+generated samples scored by an MNIST classifier the project trains and caches itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.params.base import Section
+
+
+class ClassifierParams(Section):
+    """The CNN that labels generated samples; retrained when its cache is missing or stale
+    (different data checksums or different settings below)."""
+
+    path: str = Field("results/classifier/classifier.pt", min_length=1)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(3e-3, gt=0.0, le=1.0)  # Adam, one-cycle schedule peaking here
+    seed: int = Field(0, ge=0)
+    train_size: int | None = Field(None, ge=1)  # first n train rows; null: all
+
+
+class EvaluateParams(Section):
+    out_dir: str = Field("results/eval", min_length=1)  # metrics/history tables, images, cache
+    summary: str = Field("results/metrics/evaluate.json", min_length=1)  # DVC metrics
+    plots_dir: str = Field("results/plots", min_length=1)  # DVC plots data (CSV)
+    seed: int = Field(0, ge=0)  # test binarization, IS noise, prior samples, SVM draws
+    # checkpoint: the run's own train.device (auto: CUDA when visible); or auto, cpu, cuda
+    device: Literal["checkpoint", "auto", "cpu", "cuda"] = "checkpoint"
+    threads: int = Field(1, ge=1)  # torch intra-op threads
+    batch_size: int = Field(1000, ge=1)  # encoder batch for the latent metrics
+    # Importance-sampled log-likelihood: K samples of q(z|x) per image, on the first
+    # loglik_test_size test images (null: all 10k) and, to show overfitting, on the first
+    # loglik_train_size train images (0: skip).
+    loglik_k: int = Field(5000, ge=1)
+    loglik_test_size: int | None = Field(None, ge=1)
+    loglik_train_size: int = Field(1000, ge=0)
+    loglik_rows: int = Field(2048, ge=1)  # decoder rows per call (memory bound, not K)
+    # The authors' first estimator (z ~ p(z)), for comparison; 0 turns it off. Affordable for
+    # factorized decoders only (an autoregressive decoder needs one pass per (x, z) pair).
+    prior_samples: int = Field(0, ge=0)
+    # Latent metrics (MMD to the prior, covariance log-det, MI, active units) on this many
+    # test encodings (null: all), and on as many train encodings (the first rows of the
+    # cell's own training set: log-det on train vs test shows over-fitting, the paper's Fig. 4).
+    latent_size: int | None = Field(None, ge=2)
+    # Semi-supervised error: RBF SVM on posterior means of labelled train images, scored on
+    # the test encodings; repeated with seeded class-balanced draws.
+    semisupervised_labels: list[int] = Field([100, 1000], min_length=1)
+    semisupervised_repeats: int = Field(5, ge=1)
+    semisupervised_pool: int = Field(10000, ge=1)  # first n train images to draw labels from
+    # Class mismatch of generated samples: n decoded prior samples; "sample" classifies
+    # x ~ p(x|z) (binary), "mean" the decoder's mean image.
+    class_mismatch_samples: int = Field(10000, ge=0)  # 0: skip
+    class_mismatch_images: Literal["sample", "mean"] = "sample"
+    classifier: ClassifierParams = ClassifierParams()
+
+    @model_validator(mode="after")
+    def _check(self) -> EvaluateParams:
+        if any(n < 2 for n in self.semisupervised_labels):
+            raise ValueError(f"semisupervised_labels must be >= 2, got {self.semisupervised_labels}")
+        if max(self.semisupervised_labels) > self.semisupervised_pool:
+            raise ValueError(f"semisupervised_labels {self.semisupervised_labels} exceed "
+                             f"semisupervised_pool {self.semisupervised_pool}")
+        return self

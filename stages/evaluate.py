@@ -1,0 +1,18 @@
+"""DVC stage `evaluate`: the best trial of every grid cell measured (importance-sampled
+log-likelihood, latent metrics), tabled in results/eval and logged to its MLflow run."""
+
+import json
+
+from pipeline.config import load_params
+from pipeline.stage import parser, run
+
+
+def main(argv=None):
+    args = parser(__doc__).parse_args(argv)
+    from pipeline.evaluation.study import evaluate_study
+
+    print(json.dumps(evaluate_study(load_params(args.params))))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,122 @@
+"""The smoke study end to end: `dvc repro` in a fresh copy of the repository, with real DVC,
+Ray, MLflow (and its server over the study's store) and the report opened in Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.common import study_copy, venv_env
+from tests.browser import rendered_dom, screenshot
+from tests.conftest import MNIST_DIR, free_port, wait_http
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    if not MNIST_DIR.is_dir():
+        pytest.skip(f"MNIST IDX files not found at {MNIST_DIR}")
+    repo = study_copy(tmp_path_factory.mktemp("study") / "repo", profile="smoke")
+    done = subprocess.run(["dvc", "repro"], cwd=repo, env=venv_env(), capture_output=True,
+                          text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
+    return repo, done.stdout
+
+
+def test_repro_produces_every_output(smoke_study):
+    repo, log = smoke_study
+    for stage in ("prepare", "sweep", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in log
+    for path in ("data/prepared/train.parquet", "results/sweep/trials.parquet", "results/sweep/best.json",
+                 "results/eval/metrics.parquet", "results/metrics/evaluate.json",
+                 "report/index.html", "report/report.md", "dvc.lock"):
+        assert (repo / path).is_file(), path
+
+
+def test_second_repro_does_nothing(smoke_study):
+    repo, _ = smoke_study
+    again = subprocess.run(["dvc", "repro"], cwd=repo, env=venv_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0
+    assert "Data and pipelines are up to date." in again.stdout
+    assert "Running stage" not in again.stdout
+
+
+def test_dvc_metrics_and_plots(smoke_study, tmp_path):
+    repo, _ = smoke_study
+    shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=repo, env=venv_env(),
+                           capture_output=True, text=True, timeout=120, check=True)
+    metrics = json.loads(shown.stdout)
+    flat = json.dumps(metrics)
+    assert "test_nll" in flat and "mean_pixel" in flat
+    plots = subprocess.run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], cwd=repo,
+                           env=venv_env(), capture_output=True, text=True, timeout=120)
+    assert plots.returncode == 0, plots.stderr
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "plots_nll_csv" in html and "plots_latent_dim" in html and "plots_training" in html
+
+
+def test_report_holds_the_table_and_every_figure(smoke_study):
+    repo, _ = smoke_study
+    html = (repo / "report" / "index.html").read_text()
+    for value in ("82.75", "80.76", "81.47", "82.21"):  # the paper's Table 1
+        assert value in html
+    for section in ("Experiment 1", "Experiment 2", "Experiment 3", "Experiment 4", "Experiment 5",
+                    "Samples and reconstructions", "Trials"):
+        assert section in html, section
+    assert "was not part of this sweep" not in html  # the smoke profile runs every experiment
+    images = re.findall(r'<img [^>]*src="([^"]+)"', html)
+    assert len(images) >= 10 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r'(src|href)="(https?:|file:|/)', html)  # self-contained
+    md = (repo / "report" / "report.md").read_text()
+    assert "82.75" in md and all((repo / "report" / m).is_file()
+                                 for m in re.findall(r"\]\((figures/[^)]+\.png)\)", md))
+
+
+def test_report_renders_in_chromium(smoke_study, tmp_path):
+    repo, _ = smoke_study
+    page = repo / "report" / "index.html"
+    png = screenshot(page, tmp_path / "report.png", tmp_path / "chrome")
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
+    assert pixels.std() > 20, "the screenshot is blank"
+    assert (pixels < 128).mean() > 0.01  # text and figures, not just background
+    dom = rendered_dom(page, tmp_path / "chrome2")
+    table = re.search(r"<table.*?</table>", dom, re.S)
+    assert table and "ELBO" in table.group(0) and "82.75" in table.group(0)
+
+
+def test_mlflow_server_over_the_study_store_lists_the_runs(smoke_study, tmp_path):
+    repo, _ = smoke_study
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
+         "--artifacts-destination", str(repo / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"], env={**venv_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health", proc=proc)
+        req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=infovae")
+        exp = json.loads(urllib.request.urlopen(req, timeout=30).read())["experiment"]
+        body = json.dumps({"experiment_ids": [exp["experiment_id"]], "max_results": 500}).encode()
+        req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", data=body,
+                                     headers={"Content-Type": "application/json"})
+        runs = json.loads(urllib.request.urlopen(req, timeout=30).read())["runs"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    sweep = json.loads((repo / "results" / "sweep" / "sweep.json").read_text())
+    children = [r for r in runs if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+    assert len(children) == sweep["trials"] and len(runs) == sweep["trials"] + 1
+    assert all(r["info"]["status"] in ("FINISHED", "KILLED") for r in runs)
+    assert any(m["key"] == "eval_test_nll" for r in children for m in r["data"].get("metrics", []))
+    parent = next(r for r in runs if r["info"]["run_id"] == sweep["parent_run_id"])
+    assert parent["info"]["status"] == "FINISHED"
