@@ -53,6 +53,9 @@ def connect(sweep: SweepParams) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=True,
                  runtime_env={"py_modules": [str(Path(pipeline.__file__).parent)]})
     else:
+        # Ray 2.60's gRPC servers listen on every interface even for a local instance (and it
+        # turns a 127.0.0.1 node address into the machine's own): Ray's token authentication,
+        # left on (pipeline.env), is what keeps them private. No dashboard is started.
         ray.init(num_cpus=sweep.num_cpus, num_gpus=sweep.num_gpus, include_dashboard=False,
                  log_to_driver=True)
 

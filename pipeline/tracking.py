@@ -9,6 +9,8 @@ locked" (several processes may share the default store), instead of losing the p
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import random
 import time
@@ -23,6 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.params.study import TrackingParams
 
 T = TypeVar("T")
+LOCK_RETRIES = 0  # writes that found sqlite locked and were retried (this process)
 TERMINAL = ("FINISHED", "KILLED", "FAILED")
 MAX_PARAM_LEN = 500  # MLflow's limit for a param value
 
@@ -62,14 +65,18 @@ def is_locked(err: BaseException) -> bool:
     return "database is locked" in str(err) or "database table is locked" in str(err)
 
 
-def retry(fn: Callable[..., T], *args: Any, attempts: int = 30, **kwargs: Any) -> T:
-    """Call fn, retrying with jittered backoff while sqlite is locked by another writer."""
+def retry(fn: Callable[..., T], *args: Any, attempts: int = 30,
+          transient: Callable[[BaseException], bool] = is_locked, **kwargs: Any) -> T:
+    """Call fn, retrying with jittered backoff while sqlite is locked by another writer
+    (each attempt already waits sqlite's own busy timeout; ~1 min in all before giving up)."""
+    global LOCK_RETRIES
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            if not is_locked(err) or attempt == attempts - 1:
+            if not transient(err) or attempt == attempts - 1:
                 raise
+            LOCK_RETRIES += 1
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
@@ -81,7 +88,27 @@ def client(cfg: TrackingParams, base: str | Path = "."):
 
     uri = resolve_uri(cfg.uri, base)
     check_reachable(uri, cfg.connect_timeout_s)
-    return MlflowClient(tracking_uri=uri)
+    # Constructing the client opens the store and creates or migrates its schema. MLflow's
+    # migrations are not safe to run from several processes at once on a fresh sqlite file
+    # (measured: "table alembic_version already exists", "duplicate column name"), so
+    # opening a sqlite store is serialised with a lock file beside it; a locked database
+    # is retried like any write.
+    with _opening_lock(uri):
+        return retry(MlflowClient, tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def _opening_lock(uri: str):
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri[len("sqlite:///"):] + ".lock")
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def experiment_id(mlflow_client, cfg: TrackingParams, base: str | Path = ".") -> str:

@@ -162,17 +162,18 @@ def write_plots(directory: Path, rows: list[dict], history: list[dict]) -> None:
     ok = [r for r in rows if r["status"] == "EVALUATED"]
     by_cell = {r["cell"]: r for r in ok}
     with atomic.replace_dir(directory) as tmp:
+        # Every declared plots path must exist for DVC, even when this sweep had no such data.
+        for sub in ("training", "latent_dim"):
+            (tmp / sub).mkdir()
         _csv(tmp / "nll.csv", [{"cell": r["cell_label"], "test_nll": r.get("test_nll")} for r in ok])
         for cell, r in by_cell.items():
             points = [{"epoch": int(h["epoch"]), "val_mi": h["val_mi"], "val_mmd": h.get("val_mmd")}
                       for h in history if h["cell"] == cell and h.get("val_mi") is not None]
             if points:
-                (tmp / "training").mkdir(exist_ok=True)
                 _csv(tmp / "training" / f"{_slug(r['cell_label'])}.csv", points)
         for method in sorted({r["method"] for r in ok}):
             mine = sorted((r for r in ok if r["method"] == method), key=lambda r: r["latent_dim"])
             if len({r["latent_dim"] for r in mine}) > 1:
-                (tmp / "latent_dim").mkdir(exist_ok=True)
                 _csv(tmp / "latent_dim" / f"{_slug(method)}.csv",
                      [{"latent_dim": r["latent_dim"], "mmd": r.get("mmd"), "logdet_cov": r.get("logdet_cov")}
                       for r in mine])

@@ -99,7 +99,7 @@ class TrainParams(Section):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(100, ge=2)
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    lr: float = Field(1e-3, gt=0.0, le=1e6)
     grad_clip: float | None = Field(10.0, gt=0.0)  # max global gradient norm; null: none
     seed: int = Field(0, ge=0)
     train_size: int | None = Field(None, ge=1)  # first n train rows (nested subsets); null: all

@@ -18,7 +18,7 @@ from typing import Any
 from pipeline import atomic, tracking
 from pipeline.cluster import check_resources, connect, gpus_per_trial
 from pipeline.config import Params, ParamsError
-from pipeline.data import read_metadata
+from pipeline.data import load_split
 from pipeline.layout import BEST, SWEEP, TRIALS
 from pipeline.sweep.grid import Cell, expand
 from pipeline.sweep.logger import (
@@ -33,6 +33,7 @@ from pipeline.sweep.logger import (
 from pipeline.sweep.search import CellSearcher, trial_spec
 
 FINGERPRINT_TAG = "infovae.fingerprint"
+ORPHAN_TAG = "infovae.orphaned"
 
 
 def fingerprint(params: Params) -> str:
@@ -48,8 +49,8 @@ def preflight(params: Params, base: Path) -> tuple[list[Cell], str]:
     """All checks that need no cluster: cells, search space, prepared data."""
     cells = expand(params)
     data_dir = str((base / params.data.out_dir).resolve())
-    for split in ("train", "validation"):
-        read_metadata(Path(data_dir) / f"{split}.parquet")
+    for split in ("train", "validation"):  # fully verified (checksums): a damaged split stops here
+        load_split(data_dir, split)
     for key, dim in params.sweep.search.items():
         values = dim.choices if dim.type == "categorical" else [dim.low, dim.high]
         for value in values:
@@ -227,12 +228,19 @@ def _interrupted() -> bool:
 
 
 def _reconcile(client, exp_id: str, parent: str, trials: list, epochs: int) -> dict[str, str]:
-    """Trial id -> run id; any child run still RUNNING gets its trial's terminal status."""
+    """Trial id -> run id; any child run still RUNNING gets its trial's terminal status.
+
+    A sweep killed between suggesting a trial and Ray's next snapshot of its experiment state
+    comes back without that trial (Ray suggests the cell again, under a new id): its run, if
+    one was opened, is an orphan, ended KILLED and tagged so, never left RUNNING."""
     children = tracking.retry(client.search_runs, [exp_id], f"tags.`{PARENT_TAG}` = '{parent}'",
                               max_results=50000)
     by_trial = {r.data.tags.get(TRIAL_TAG): r for r in children}
     status = {t.trial_id: trial_status(t, epochs) for t in trials}
     for trial_id, run in by_trial.items():
+        if trial_id not in status:
+            tracking.set_tags(client, run.info.run_id, {ORPHAN_TAG: "trial lost when an interrupted sweep "
+                                                        "was resumed; its cell was run again"})
         if run.info.status == "RUNNING":
             tracking.terminate(client, run.info.run_id, status.get(trial_id, "KILLED"))
-    return {tid: r.info.run_id for tid, r in by_trial.items()}
+    return {tid: r.info.run_id for tid, r in by_trial.items() if tid in status}

@@ -70,7 +70,8 @@ class CellSearcher(Searcher):
         cell = self._next_cell()
         if cell is None:
             return Searcher.FINISHED
-        ot = self.studies[cell.id].ask(self.space)
+        # A key the grid fixes for this cell is not searched in it.
+        ot = self.studies[cell.id].ask({k: d for k, d in self.space.items() if k not in cell.overrides})
         self.issued[cell.id] += 1
         self.live[trial_id] = (cell.id, ot)
         spec = trial_spec(self.params, cell, dict(ot.params), self.data_dir)
