@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.common import ROOT, need_mnist, row, timed
+from bench.common import ROOT, prepared_mnist, row, timed
 from pipeline.env import pin_malloc_thresholds
 from pipeline.evaluation.evaluate import binarize_once
 from pipeline.evaluation.loglik import DEFAULT_ROWS, model_log_likelihood
@@ -49,18 +49,10 @@ def build_model() -> InfoVAE:
 
 def test_images(n: int) -> torch.Tensor:
     """The first n MNIST test images, binarized once with a seed (as the evaluation does)."""
-    from pipeline.data import load_split, prepare
-    from pipeline.params.data import DataParams
+    from pipeline.data import load_split
 
-    mnist = need_mnist()
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw" / "mnist"
-        raw.mkdir(parents=True)
-        for f in mnist.iterdir():
-            (raw / f.name).symlink_to(f)
-        prepare(DataParams(raw_dir=str(raw.parent), out_dir=f"{tmp}/data", summary=f"{tmp}/s.json",
-                           download=False))
-        return binarize_once(load_split(f"{tmp}/data", "test", limit=n), 0, "test")
+        return binarize_once(load_split(prepared_mnist(tmp), "test", limit=n), 0, "test")
 
 
 @torch.no_grad()

@@ -36,20 +36,18 @@ spawned process: it sets the cost of the study.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from bench.common import need_mnist, row
+from bench.common import prepared_mnist, row, run_timed
 from pipeline.checkpoint import RunSpec
 from pipeline.env import pin_malloc_thresholds
 from pipeline.objective import InfoVAE
@@ -69,23 +67,6 @@ OBJECTIVES = {
 SIZES = {"mlp": (2000, 9), "conv": (300, 6)}
 SCALING_IMAGES, SCALING_EPOCHS, SCALING_REPEATS = 3000, 2, 3
 PIXELCNN_REPEATS = 2  # one batch of 100 per timed run, after one warm-up batch
-
-
-@contextlib.contextmanager
-def prepared_mnist() -> Iterator[str]:
-    """MNIST from ../shared prepared (dynamic binarization) into a temporary directory."""
-    from pipeline.data import prepare
-    from pipeline.params.data import DataParams
-
-    mnist = need_mnist()
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw" / "mnist"
-        raw.mkdir(parents=True)
-        for f in mnist.iterdir():
-            (raw / f.name).symlink_to(f)
-        prepare(DataParams(raw_dir=str(raw.parent), out_dir=f"{tmp}/data", summary=f"{tmp}/s.json",
-                           download=False))
-        yield f"{tmp}/data"
 
 
 def make_spec(data_dir: str, family: str, divergence: str, n: int, threads: int = 1,
@@ -128,13 +109,6 @@ class BareLoop:
                 w1 = d.critic(prior).mean() - d.critic(z).mean()
                 (-w1 + d.params.gradient_penalty * d.gradient_penalty(prior, z)).backward()
                 d.optimizer.step()
-
-
-def run_timed(fn: Callable[[], object]) -> tuple[float, float]:
-    """(wall, process CPU) seconds of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def alternate(ours: Callable[[], object], bare: Callable[[], object], n: int, pairs: int) -> dict[str, float]:
@@ -247,7 +221,8 @@ def print_row(family: str, divergence: str, r: dict[str, float], verdict: str) -
 
 def main(default_malloc: bool = False) -> None:
     t0 = time.perf_counter()
-    with prepared_mnist() as data_dir:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = str(prepared_mnist(tmp))  # MNIST from ../shared, dynamic binarization
         pinned = not default_malloc and pin_malloc_thresholds()
         print(f"training throughput, 1 thread, batch {BATCH}, latent 10 (images/s, median of alternated "
               f"epochs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at start; "

@@ -13,6 +13,9 @@ QUIET = {
     "DVC_NO_ANALYTICS": "1",
     # The MLflow server's job runner costs ~2.3 GiB idle; the pipeline never uses it.
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    # CheckpointConfig(num_to_keep=1) snapshots the experiment at every trial checkpoint on
+    # purpose (a resumed sweep loses less); Tune warns about it dozens of times per sweep.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
 
 
@@ -30,7 +33,8 @@ def pin_malloc_thresholds() -> bool:
     Measured by bench/bench_train.py: without it, the conv model's ~25 MB buffers were freed
     and page-faulted afresh at random epochs (0-70k minor faults per epoch), costing 5-14% of
     a conv epoch's CPU time; bench/bench_loglik.py saw the same for the estimator's per-chunk
-    decoder buffers (~15% of an evaluation in system time, ~70k page faults/s). Called by
+    decoder buffers (~15% of an evaluation in system time, ~70k page faults/s), and
+    bench/bench_study.py for PixelCNN sampling (17.0 s vs 6.8 s per 100 samples). Called by
     every training run and every evaluation. Process-wide, like the thread count."""
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -147,9 +147,11 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
     sweep = params.sweep
     clock = time.perf_counter()
     cells, data_dir = preflight(params, base)
+    seconds = {"preflight": time.perf_counter() - clock}
+    clock = time.perf_counter()
     client = tracking.client(params.tracking, base)
     exp_id = tracking.experiment_id(client, params.tracking, base)
-    seconds = {"mlflow_start": time.perf_counter() - clock}
+    seconds["mlflow_start"] = time.perf_counter() - clock
     clock = time.perf_counter()
     connect(sweep)
     check_resources(sweep)
