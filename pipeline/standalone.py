@@ -30,7 +30,17 @@ def train_one(spec: ckpt.RunSpec, out_dir: str | Path, resume_run: bool = False,
     out = Path(out_dir)
     if resume_run:
         trainer = resume(ckpt.load(out))
-        log(f"resuming {out} at epoch {trainer.epoch}")
+        saved = trainer.spec
+        # A resumed run keeps its own configuration; only the number of epochs may grow.
+        trainer.spec = ckpt.RunSpec(saved.model, saved.objective,
+                                    saved.train.model_copy(update={"epochs": spec.train.epochs}),
+                                    saved.data_dir)
+        ignored = [k for k in ("model", "objective") if getattr(saved, k) != getattr(spec, k)]
+        ignored += [f"train.{k}" for k, v in spec.train.model_dump().items()
+                    if k != "epochs" and getattr(saved.train, k) != v]
+        if ignored:
+            log(f"warning: resuming keeps the run's own settings; ignoring changed {', '.join(ignored)}")
+        log(f"resuming {out} at epoch {trainer.epoch} of {trainer.spec.train.epochs}")
     else:
         if (out / ckpt.FILENAME).exists():
             raise ckpt.CheckpointError(f"{out} already holds a run; pass --resume to continue it "
