@@ -34,6 +34,18 @@ class TrackingError(PipelineError):
     pass
 
 
+def redact(uri: str) -> str:
+    """The URI without credentials (http://user:secret@host -> http://host), for display."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def resolve_uri(uri: str, base: str | Path = ".") -> str:
     """sqlite:///relative.db -> sqlite:////abs/relative.db; other schemes unchanged."""
     prefix = "sqlite:///"
@@ -51,9 +63,9 @@ def check_reachable(uri: str, timeout: float) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 if resp.status != 200:
-                    raise TrackingError(f"MLflow server at {uri} answered {resp.status} on /health")
+                    raise TrackingError(f"MLflow server at {redact(uri)} answered {resp.status} on /health")
         except (urllib.error.URLError, OSError) as err:
-            raise TrackingError(f"MLflow tracking server at {uri} is unreachable ({err}); "
+            raise TrackingError(f"MLflow tracking server at {redact(uri)} is unreachable ({err}); "
                                 "start it or set tracking.uri") from None
     elif uri.startswith("sqlite:///"):
         directory = Path(uri[len("sqlite:///"):]).parent

@@ -429,3 +429,15 @@ def test_local_ray_refuses_clients_without_its_token():
         assert "Failed to connect" in stranger.stderr or "auth" in stranger.stderr.lower()
     finally:
         ray.shutdown()
+
+
+def test_credentials_in_a_tracking_uri_are_never_shown():
+    from pipeline import tracking
+    from pipeline.params.study import TrackingParams
+
+    uri = "http://alice:s3cret@127.0.0.1:9"
+    assert tracking.redact(uri) == "http://127.0.0.1:9"
+    assert tracking.redact("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+    with pytest.raises(tracking.TrackingError) as err:
+        tracking.client(TrackingParams(uri=uri, connect_timeout_s=2))
+    assert "s3cret" not in str(err.value) and "alice" not in str(err.value)

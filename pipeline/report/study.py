@@ -63,7 +63,7 @@ def _parent_client(params: Any, cfg: ReportParams, inputs: StudyInputs, base: Pa
         tracking.retry(client.get_run, run_id)
     except Exception as err:
         raise ReportError(f"the sweep's parent MLflow run {run_id} (sweep.json) is not in the tracking store "
-                          f"{client.tracking_uri}: {err}") from None
+                          f"{tracking.redact(client.tracking_uri)}: {err}") from None
     return client
 
 
@@ -84,7 +84,7 @@ def build_report(params: Any, base_dir: str | Path = ".",
     with atomic.replace_dir(out) as tmp:
         inputs = load_inputs(base, params.sweep.out_dir, eval_dir)
         client = _parent_client(params, cfg, inputs, base, log)
-        report = compose(inputs, cfg, params.tracking.uri)
+        report = compose(inputs, cfg, tracking.redact(params.tracking.uri))
         written = write_report(report, tmp)
     files = [out / f.relative_to(tmp) for f in written]
     run_id = inputs.sweep.get("parent_run_id")
