@@ -203,6 +203,31 @@ def test_pixelcnn_sample_is_ancestral_in_raster_order():
     assert not torch.equal(sample, replay(use_context=False)), "test has no power: context unused"
 
 
+@pytest.mark.parametrize("layers", [1, 2, 5, 12])
+def test_pixelcnn_crop_windows_give_the_full_image_logits(layers):
+    """Sampling passes the network over a crop around each pixel (PixelCNNDecoder.window): for
+    every pixel, the crop's logit equals the full-image logit, for a real (non-zero) image."""
+    dec = PixelCNNDecoder(D, layers=layers, maps=4, cond_maps=2).double()
+    assert dec.reach == 3 + (layers - 1)
+    z = torch.randn(2, D, dtype=torch.float64)
+    x = torch.bernoulli(torch.full((2, 1, 28, 28), 0.4, dtype=torch.float64))
+    with torch.no_grad():
+        for layer in dec.layers:  # larger weights: far pixels' influence must not fade to rounding
+            layer.conv.weight.mul_(5.0)
+        s = dec.conditioning(z)
+        full = dec._logits(x, s)
+        for r in range(28):
+            for c in range(28):
+                rows, cols = dec.window(r, c, dec.reach, 28, 28)
+                crop = dec._logits(x[:, :, rows, cols], s[:, :, rows, cols])
+                torch.testing.assert_close(crop[:, :, r - rows.start, c - cols.start], full[:, :, r, c],
+                                           rtol=1e-12, atol=1e-12)
+        # and a window one short of the reach is not enough (the test has power)
+        rows, cols = dec.window(27, 14, dec.reach - 1, 28, 28)
+        crop = dec._logits(x[:, :, rows, cols], s[:, :, rows, cols])
+        assert (crop[:, :, 27 - rows.start, 14 - cols.start] - full[:, :, 27, 14]).abs().max() > 1e-10
+
+
 # --- dispatch -----------------------------------------------------------------------------------
 
 

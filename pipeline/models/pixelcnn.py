@@ -108,19 +108,39 @@ class PixelCNNDecoder(Decoder):
                              "pixel i depends on the pixels before i); use sample(z) to generate")
         return self._logits(x, self.conditioning(z))
 
+    @property
+    def reach(self) -> int:
+        """How far the logit of a pixel looks: rows up, and columns either way on those rows.
+        Each layer adds its kernel's half-width (3 for the 7x7 mask A, 1 per 3x3 mask B)."""
+        return sum(layer.conv.kernel_size[0] // 2 for layer in self.layers)
+
+    @staticmethod
+    def window(r: int, c: int, reach: int, height: int, width: int) -> tuple[slice, slice]:
+        """The crop around pixel (r, c) whose network pass gives (r, c) its exact logit."""
+        return slice(max(0, r - reach), r + 1), slice(max(0, c - reach), min(width, c + reach + 1))
+
     @torch.no_grad()
     def sample(self, z: Tensor) -> Tensor:
         """Ancestral sampling in raster order: 784 network passes, x_i ~ Bernoulli(sigmoid(l_i)).
 
-        Every mask is zero below the centre row, so the logits of row r depend on rows <= r only:
-        each pass runs on the first r + 1 rows (about half the work of full-image passes).
+        Each pass runs on a crop around the pixel, not the whole image. Every mask is zero below
+        its centre row, so the logit of (r, c) depends on rows <= r only, and at most `reach`
+        rows up and columns aside. Zero padding at a crop edge is wrong only for positions near
+        it, and the wrong band grows by one layer's half-width per layer: after all layers it
+        spans `reach` - 1 rows or columns, so (r, c), `reach` from every crop edge that is not
+        the image's, gets the logit of a full-image pass. The authors' 12 x 32 model (reach 14)
+        passes on 11 rows on average instead of 14.5 for row-prefix crops; small models on far
+        less (the smoke profile's 2 layers: 5 x 9 crops).
         """
         s = self.conditioning(z)
         x = torch.zeros(z.shape[0], *IMAGE_SHAPE, device=z.device, dtype=s.dtype)
         _, h, w = IMAGE_SHAPE
+        reach = self.reach
         for r in range(h):
             for c in range(w):
-                logit = self._logits(x[:, :, : r + 1], s[:, :, : r + 1])[:, :, r, c]
+                rows, cols = self.window(r, c, reach, h, w)
+                logits = self._logits(x[:, :, rows, cols], s[:, :, rows, cols])
+                logit = logits[:, :, r - rows.start, c - cols.start]
                 x[:, :, r, c] = torch.bernoulli(torch.sigmoid(logit))
         return x
 
