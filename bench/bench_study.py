@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from bench.common import CpuSampler, study_copy, venv_env
 
 STAGES = ("prepare", "sweep", "evaluate", "report")
@@ -50,8 +52,12 @@ def stream(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[list[tuple[f
     return lines, t0, time.time()
 
 
+RAY_PREFIX = re.compile(r"^(\x1b\[\d+m)?\(\w+ pid=\d+(, ip=[\d.]+)?\)(\x1b\[0m)? ?")
+
+
 def first(lines: list[tuple[float, str]], *starts: str) -> float | None:
-    return next((t for t, text in lines if text.strip().startswith(starts)), None)
+    """When the first line starting with one of `starts` arrived (a Ray worker's prefix aside)."""
+    return next((t for t, text in lines if RAY_PREFIX.sub("", text.strip()).startswith(starts)), None)
 
 
 def closing_json(lines: list[tuple[float, str]]) -> tuple[float, dict[str, Any]]:
@@ -97,28 +103,22 @@ def classifier_seconds(section: list[tuple[float, str]]) -> float:
     return ended - began if began is not None and ended is not None else 0.0
 
 
-CELL = re.compile(r"^\[(\d+)/(\d+)\] (.*?): (evaluating|cached|no usable)")
-METRIC = re.compile(r"^(\w+): .*\(([\d.]+) s\)$")
-
-
-def evaluation_parts(section: list[tuple[float, str]], end: float) -> tuple[dict, dict]:
-    """From the evaluate stage's log: seconds per metric (every cell, and the PixelCNN cells
-    alone: autoregressive sampling makes them the expensive ones) and per cell kind."""
+def evaluation_parts(rows: list[dict[str, Any]]) -> tuple[dict, dict]:
+    """From the evaluate stage's table (results/eval/metrics.parquet, one row per cell): seconds
+    per metric (every cell, and the PixelCNN cells alone: autoregressive sampling makes them the
+    expensive ones) and each cell's own compute seconds, by decoder kind. The table, not the
+    log, as cells may run at once as Ray tasks (evaluate.max_concurrent)."""
     metrics: dict[str, list[float]] = {}
     cells: dict[str, list[float]] = {}
-    marks = []
-    pixelcnn = False
-    for t, text in section:
-        line = text.strip()
-        if m := CELL.match(line):
-            pixelcnn = "dec=pixelcnn" in m.group(3)
-            marks.append((t, "pixelcnn" if pixelcnn else "factorized"))
-        elif text.startswith("    ") and (m := METRIC.match(line)):
-            got = metrics.setdefault(m.group(1), [0.0, 0.0])
-            got[0] += float(m.group(2))
-            got[1] += float(m.group(2)) if pixelcnn else 0.0
-    for (t, kind), (t_next, _) in zip(marks, marks[1:] + [(end, "")]):
-        cells.setdefault(kind, []).append(t_next - t)
+    for row in rows:
+        pixelcnn = row.get("decoder") == "pixelcnn"
+        spent = {k[len("seconds_"):]: v for k, v in row.items() if k.startswith("seconds_") and v is not None}
+        for name, sec in spent.items():
+            got = metrics.setdefault(name, [0.0, 0.0])
+            got[0] += sec
+            got[1] += sec if pixelcnn else 0.0
+        if spent:
+            cells.setdefault("pixelcnn" if pixelcnn else "factorized", []).append(sum(spent.values()))
     return metrics, cells
 
 
@@ -135,6 +135,7 @@ def main() -> None:
         with CpuSampler(interval=0.25) as cpu:
             lines, t0, t1 = stream(["dvc", "repro"], repo, env)
         log.write_text("\n".join(f"{t - t0:8.2f}  {text}" for t, text in lines) + "\n")
+        eval_rows = pq.read_table(repo / "results" / "eval" / "metrics.parquet").to_pylist()
         again, a0, a1 = stream(["dvc", "repro"], repo, env)
         noop_ok = any("Data and pipelines are up to date." in text for _, text in again)
         noop_ok = noop_ok and not any(text.startswith("Running stage") for _, text in again)
@@ -186,9 +187,9 @@ def main() -> None:
     for name, sec in grouped:
         print(f"  {name:<52} {sec:>8.1f} {sec / total:>7.1%}")
 
-    metrics, cells = evaluation_parts(s["evaluate"]["lines"], s["evaluate"]["said"])
+    metrics, cells = evaluation_parts(eval_rows)
     n_pix = len(cells.get("pixelcnn", []))
-    print(f"\n  {'evaluate, by metric (log lines)':<40} {'all cells s':>12} {f'{n_pix} PixelCNN s':>14}")
+    print(f"\n  {'evaluate, by metric (compute s)':<40} {'all cells s':>12} {f'{n_pix} PixelCNN s':>14}")
     for name, (every, pix) in sorted(metrics.items(), key=lambda kv: -kv[1][0]):
         print(f"  {name:<40} {every:>12.1f} {pix:>14.1f}")
     for kind, spans in sorted(cells.items()):

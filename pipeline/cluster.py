@@ -71,13 +71,18 @@ def gpus_per_trial(sweep: SweepParams) -> float:
 
 def check_resources(sweep: SweepParams) -> None:
     """A trial's CPUs and GPUs must fit on one node, or it would wait forever."""
+    check_fits({"CPU": (sweep.cpus_per_trial, "sweep.cpus_per_trial"),
+                "GPU": (gpus_per_trial(sweep), "sweep.gpus_per_trial")}, "trial")
+
+
+def check_fits(needs: dict[str, tuple[float, str]], what: str) -> None:
+    """needs: resource -> (amount, params key); each must fit on one live node."""
     import ray
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    for key, need, param in (("CPU", sweep.cpus_per_trial, "cpus_per_trial"),
-                             ("GPU", gpus_per_trial(sweep), "gpus_per_trial")):
+    for key, (need, param) in needs.items():
         most = max((n.get(key, 0.0) for n in nodes), default=0.0)
         if need > most:
             raise ClusterError(
-                f"sweep.{param} = {need:g} but the largest Ray node offers {most:g} {key}s: "
-                f"no trial could ever start (lower sweep.{param} or add resources)")
+                f"{param} = {need:g} but the largest Ray node offers {most:g} {key}s: "
+                f"no {what} could ever start (lower {param} or add resources)")

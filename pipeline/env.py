@@ -16,6 +16,9 @@ QUIET = {
     # CheckpointConfig(num_to_keep=1) snapshots the experiment at every trial checkpoint on
     # purpose (a resumed sweep loses less); Tune warns about it dozens of times per sweep.
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Ray folds worker lines that differ only in their numbers ("[repeated 2x across
+    # cluster]"): the evaluation tasks' per-cell metric lines would vanish from the log.
+    "RAY_DEDUP_LOGS": "0",
 }
 
 

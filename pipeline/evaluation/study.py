@@ -18,6 +18,7 @@ import json
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from pipeline.errors import PipelineError
 from pipeline.evaluation.evaluate import evaluate_checkpoint
 from pipeline.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES
 from pipeline.naming import method_name
+from pipeline.params.evaluate import EvaluateParams
 
 
 class EvaluationError(PipelineError):
@@ -62,35 +64,42 @@ def evaluate_study(params: Params, base_dir: str | Path = ".", log=print) -> dic
     out = base / params.evaluate.out_dir
     cache = out / CACHE
     cache.mkdir(parents=True, exist_ok=True)
-    eval_params = params.evaluate.model_dump(exclude={"out_dir"})
+    # What changes a measurement keys its cache; where and how many at once does not.
+    eval_params = params.evaluate.model_dump(exclude={"out_dir", "max_concurrent", "gpus_per_cell"})
+    # The classifier cache is named relative to the repository, wherever a worker runs.
+    run_params = params.evaluate.model_copy(update={"classifier": params.evaluate.classifier.model_copy(
+        update={"path": str(base / params.evaluate.classifier.path)})})
+    start = time.perf_counter()
+    metas, cached, todo = {}, {}, []
+    for n, (cell, entry) in enumerate(best.items(), 1):
+        metas[cell] = {"cell": cell, "cell_label": entry["label"], "grids": ",".join(entry["grids"]),
+                       "trial_id": entry.get("trial_id"), "trial_status": entry.get("status"),
+                       "mlflow_run_id": entry.get("mlflow_run_id"), **_method(entry["overrides"], params)}
+        if not entry.get("checkpoint"):
+            log(f"[{n}/{len(best)}] {entry['label']}: no usable trial ({entry.get('errors')})")
+            continue
+        key = _digest(base / entry["checkpoint"] / ckpt.FILENAME, eval_params)
+        path = cache / f"{key}.json"
+        if path.is_file():
+            cached[cell] = json.loads(path.read_text())
+            log(f"[{n}/{len(best)}] {entry['label']}: cached")
+        else:
+            decoder = entry["overrides"].get("model.decoder", params.model.decoder)
+            todo.append(Job(cell, f"[{n}/{len(best)}] {entry['label']}", entry["checkpoint"], path,
+                            autoregressive=decoder == "pixelcnn"))
+    fresh = run_jobs(todo, params, run_params, base, data_dir, log)
     rows, history = [], []
     client = None
-    start = time.perf_counter()
     with atomic.replace_dir(out / IMAGES) as images:
-        for n, (cell, entry) in enumerate(best.items(), 1):
-            meta = {"cell": cell, "cell_label": entry["label"], "grids": ",".join(entry["grids"]),
-                    "trial_id": entry.get("trial_id"), "trial_status": entry.get("status"),
-                    "mlflow_run_id": entry.get("mlflow_run_id")}
-            meta.update(_method(entry["overrides"], params))
+        for cell, entry in best.items():
+            meta = metas[cell]
             if not entry.get("checkpoint"):
-                log(f"[{n}/{len(best)}] {entry['label']}: no usable trial ({entry.get('errors')})")
                 rows.append({**meta, "status": "FAILED", "error": "; ".join(entry.get("errors") or [])})
                 continue
+            result = cached.get(cell) or fresh[cell]
             directory = base / entry["checkpoint"]
-            ckpt_file = directory / ckpt.FILENAME
-            key = _digest(ckpt_file, eval_params)
-            cached = cache / f"{key}.json"
-            if cached.is_file():
-                result = json.loads(cached.read_text())
-                log(f"[{n}/{len(best)}] {entry['label']}: cached")
-            else:
-                log(f"[{n}/{len(best)}] {entry['label']}: evaluating {entry['checkpoint']}")
-                result = evaluate_checkpoint(directory, params.evaluate, data_dir,
-                                             log=lambda m: log(f"    {m}"))
-                result["checkpoint"] = entry["checkpoint"]  # relative: no host paths
-                atomic.write_json(cached, _finite(result))
             rows.append({**meta, **result, "status": "EVALUATED", "error": None})
-            history.extend(history_rows(cell, ckpt.load(ckpt_file)))
+            history.extend(history_rows(cell, ckpt.load(directory / ckpt.FILENAME)))
             for name in (SAMPLES, RECONSTRUCTIONS):
                 if (directory / name).is_file():
                     (images / cell).mkdir(exist_ok=True)
@@ -102,8 +111,48 @@ def evaluate_study(params: Params, base_dir: str | Path = ".", log=print) -> dic
     summary = write_summary(base / params.evaluate.summary, rows)
     write_plots(base / params.evaluate.plots_dir, rows, history)
     return {"cells": len(rows), "evaluated": sum(r["status"] == "EVALUATED" for r in rows),
-            "failed": sum(r["status"] == "FAILED" for r in rows),
+            "evaluated_now": len(fresh), "failed": sum(r["status"] == "FAILED" for r in rows),
             "seconds": round(time.perf_counter() - start, 1), "summary": len(summary)}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell to evaluate: its checkpoint (relative to the repository) and its cache file."""
+
+    cell: str
+    label: str
+    checkpoint: str
+    cache: Path
+    autoregressive: bool = False  # a PixelCNN decoder: the costly evaluations (sampling, IS)
+
+
+def evaluate_job(job: Job, params: EvaluateParams, base: Path, data_dir: Path, log=print,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate one cell and cache its row (with `extra`) at once, atomically: an interrupted
+    stage keeps every cell it finished."""
+    result = evaluate_checkpoint(base / job.checkpoint, params, data_dir, log=lambda m: log(f"    {m}"))
+    result["checkpoint"] = job.checkpoint  # relative: no host paths
+    result.update(extra or {})
+    result = _finite(result)
+    atomic.write_json(job.cache, result)
+    return result
+
+
+def run_jobs(jobs: list[Job], params: Params, run_params: EvaluateParams, base: Path, data_dir: Path,
+             log=print) -> dict[str, dict[str, Any]]:
+    """Every job's row by cell: in this process one after another (evaluate.max_concurrent 1),
+    else as Ray tasks, at most max_concurrent at a time, on the sweep's Ray (local or cluster)."""
+    if not jobs:
+        return {}
+    if params.evaluate.max_concurrent == 1:
+        out = {}
+        for job in jobs:
+            log(f"{job.label}: evaluating {job.checkpoint}")
+            out[job.cell] = evaluate_job(job, run_params, base, data_dir, log)
+        return out
+    from pipeline.evaluation.remote import run_on_ray
+
+    return run_on_ray(jobs, params, run_params, base, data_dir, log)
 
 
 def _method(overrides: dict[str, Any], params: Params) -> dict[str, Any]:

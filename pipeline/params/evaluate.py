@@ -33,7 +33,13 @@ class EvaluateParams(Section):
     seed: int = Field(0, ge=0)  # test binarization, IS noise, prior samples, SVM draws
     # checkpoint: the run's own train.device (auto: CUDA when visible); or auto, cpu, cuda
     device: Literal["checkpoint", "auto", "cpu", "cuda"] = "checkpoint"
-    threads: int = Field(1, ge=1)  # torch intra-op threads
+    threads: int = Field(1, ge=1)  # torch intra-op threads (and a Ray evaluation task's CPUs)
+    # Cells evaluated at once. 1: one after another in the stage's own process. More: each
+    # cell is a Ray task (local Ray, or the cluster at sweep.address / RAY_ADDRESS, whose
+    # nodes must see the repository's paths) holding `threads` CPUs and gpus_per_cell GPUs.
+    max_concurrent: int = Field(1, ge=1)
+    # A Ray evaluation task's GPU share; "auto": one GPU when the cluster has any, else none.
+    gpus_per_cell: Literal["auto"] | float = Field("auto")
     batch_size: int = Field(1000, ge=1)  # encoder batch for the latent metrics
     # Importance-sampled log-likelihood: K samples of q(z|x) per image, on the first
     # loglik_test_size test images (null: all 10k) and, to show overfitting, on the first
@@ -62,6 +68,10 @@ class EvaluateParams(Section):
 
     @model_validator(mode="after")
     def _check(self) -> EvaluateParams:
+        if isinstance(self.gpus_per_cell, float) and not 0 <= self.gpus_per_cell <= 8:
+            raise ValueError(f"gpus_per_cell must be in [0, 8] or 'auto', got {self.gpus_per_cell}")
+        if self.device == "cuda" and self.gpus_per_cell == 0 and self.max_concurrent > 1:
+            raise ValueError("device 'cuda' needs gpus_per_cell > 0 (or 'auto') when max_concurrent > 1")
         if any(n < 2 for n in self.semisupervised_labels):
             raise ValueError(f"semisupervised_labels must be >= 2, got {self.semisupervised_labels}")
         if max(self.semisupervised_labels) > self.semisupervised_pool:
