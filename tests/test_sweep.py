@@ -228,7 +228,12 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, p
     client, runs = _mlflow_runs(params.tracking.uri)
     assert all(r.info.status != "RUNNING" for r in runs)
     trial_ids = [r.data.tags.get("ray.trial_id") for r in runs if "ray.trial_id" in r.data.tags]
-    assert len(trial_ids) == len(set(trial_ids)) == 6  # no trial has two runs
+    assert len(trial_ids) == len(set(trial_ids))  # no trial has two runs
+    # A trial started after Tune's last experiment snapshot is unknown to the resumed sweep: its
+    # run is closed as an orphan (KILLED, tagged) and its cell gets a new trial.
+    orphans = [r for r in runs if "infovae.orphaned" in r.data.tags]
+    assert all(r.info.status == "KILLED" for r in orphans) and len(orphans) <= 1
+    assert {r["trial_id"] for r in rows} == set(trial_ids) - {r.data.tags["ray.trial_id"] for r in orphans}
     for r in rows:  # no epoch logged twice after the restart
         steps = [m.step for m in client.get_metric_history(r["mlflow_run_id"], "val_loss")]
         assert steps == [1, 2, 3]

@@ -20,6 +20,7 @@ from pipeline.cluster import check_resources, connect, gpus_per_trial
 from pipeline.config import Params, ParamsError
 from pipeline.data import load_split
 from pipeline.layout import BEST, SWEEP, TRIALS
+from pipeline.sweep.atomic_fs import storage_filesystem
 from pipeline.sweep.grid import Cell, expand
 from pipeline.sweep.logger import (
     PARENT_TAG,
@@ -164,10 +165,12 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
     trainable = tune.with_resources(run_trial, {"cpu": sweep.cpus_per_trial, "gpu": gpus})
     clock = time.perf_counter()
     try:
-        if tune.Tuner.can_restore(str(storage / exp_name)):
+        fs = storage_filesystem(str(storage))  # atomic writes: a kill cannot truncate Tune's state
+        if tune.Tuner.can_restore(str(storage / exp_name), storage_filesystem=fs):
             print(f"resuming sweep {exp_name} from {storage}")
             tuner = tune.Tuner.restore(str(storage / exp_name), trainable=trainable,
-                                       resume_unfinished=True, resume_errored=False, restart_errored=False)
+                                       resume_unfinished=True, resume_errored=False, restart_errored=False,
+                                       storage_filesystem=fs)
         else:
             metric, budget = sweep.metric, sweep.trials_per_cell
             scheduler = (PerCellASHA(metric, "min", params.train.epochs, sweep.asha.grace_period,
@@ -181,7 +184,7 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
                     num_samples=len(cells) * budget, max_concurrent_trials=concurrency(sweep, gpus),
                     metric=metric, mode="min", reuse_actors=True),
                 run_config=tune.RunConfig(
-                    name=exp_name, storage_path=str(storage),
+                    name=exp_name, storage_path=str(storage), storage_filesystem=fs,
                     callbacks=[MLflowLogger(params.tracking, str(base), parent, params.train.epochs)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     failure_config=tune.FailureConfig(max_failures=sweep.max_failures), verbose=1))
