@@ -71,3 +71,36 @@ def test_the_filesystem_pickles_for_ray_workers_and_only_for_local_paths():
     again = pickle.loads(pickle.dumps(fs))
     assert again.type_name == "py::infovae-atomic-local" and AtomicLocalHandler() == AtomicLocalHandler()
     assert storage_filesystem("s3://bucket/results") is None
+
+
+def test_a_checkpoint_is_deleted_only_once_a_later_snapshot_is_published(tmp_path):
+    """Tune deletes a trial's previous checkpoint while the snapshot naming the next one is
+    still uploading: the deletion waits for a snapshot whose upload began after it."""
+    from pipeline.sweep.atomic_fs import flush_deferred, prune_stale_checkpoints
+
+    fs = storage_filesystem(str(tmp_path))
+    old, new = tmp_path / "trial" / "checkpoint_000001", tmp_path / "trial" / "checkpoint_000002"
+    for d in (old, new):
+        d.mkdir(parents=True)
+        (d / "checkpoint.pt").write_bytes(b"w")
+    in_flight = fs.open_output_stream(str(tmp_path / "experiment_state-a.json"))  # began before
+    fs.delete_dir(str(old))
+    assert old.is_dir()  # deferred
+    in_flight.write(b"{}")
+    in_flight.close()
+    assert old.is_dir()  # that snapshot may still name it
+    with fs.open_output_stream(str(tmp_path / "experiment_state-a.json")) as later:
+        later.write(b"{}")
+    assert not old.exists() and new.is_dir()
+    other = tmp_path / "trial" / "not_a_checkpoint"
+    other.mkdir()
+    fs.delete_dir(str(other))  # anything else goes at once
+    assert not other.exists()
+    fs.delete_dir(str(new))
+    flush_deferred()
+    assert not new.exists()
+    # deletions a killed sweep never carried out are pruned after the next fit
+    for n in (3, 4, 5):
+        (tmp_path / "trial" / f"checkpoint_00000{n}").mkdir()
+    assert prune_stale_checkpoints(tmp_path / "trial", tmp_path / "trial" / "checkpoint_000005") == 2
+    assert [d.name for d in (tmp_path / "trial").iterdir()] == ["checkpoint_000005"]

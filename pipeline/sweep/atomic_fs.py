@@ -14,22 +14,71 @@ directory, renamed over the target on close: a reader sees the previous complete
 new one. Temporary names start with ".tmp-", which no Tune pattern (experiment_state-*.json,
 searcher-state-*.pkl, checkpoint_*) matches. Only for local paths (and shared mounts): object
 stores (s3://, gs://) already publish an object whole.
+
+Second race, same kill: with CheckpointConfig(num_to_keep=1) Tune deletes a trial's previous
+checkpoint as soon as it registers the next, while the snapshot naming the next one is still
+being synced; a kill in between leaves a snapshot that names a deleted checkpoint, and the
+resumed trial fails ("Could not recover from checkpoint as it does not exist on storage
+anymore"). So deleting a checkpoint_* directory is deferred: it happens once an experiment
+snapshot whose upload began after the deletion was asked for has been published (that snapshot
+no longer names it), or at flush_deferred() when the sweep ends. A deferral lost to a kill
+leaves an old checkpoint on disk, which prune_stale_checkpoints removes after the next fit.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import threading
+import time
 import uuid
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+CHECKPOINT_DIR = re.compile(r"checkpoint_\d+$")
+SNAPSHOT = re.compile(r"experiment_state-.*\.json$")
+
+# Process-wide: Tune deletes through the filesystem of the Checkpoint object (unpickled apart
+# from the storage's own), and publishes snapshots through the storage's.
+_deferred: list[tuple[float, str]] = []
+_lock = threading.Lock()
+
+
+def _delete_deferred(asked_before: float) -> None:
+    global _deferred
+    with _lock:
+        due = [p for t, p in _deferred if t < asked_before]
+        _deferred = [(t, p) for t, p in _deferred if t >= asked_before]
+    for path in due:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def flush_deferred() -> None:
+    """Delete every deferred checkpoint (the sweep's fit has returned: its state is final)."""
+    _delete_deferred(float("inf"))
+
+
+def prune_stale_checkpoints(trial_dir: str | Path, keep: str | Path) -> int:
+    """Remove the checkpoint_* directories of a trial other than `keep` (deletions a killed
+    sweep never carried out); returns how many."""
+    keep = Path(keep).resolve()
+    stale = [d for d in Path(trial_dir).glob("checkpoint_*")
+             if d.is_dir() and CHECKPOINT_DIR.match(d.name) and d.resolve() != keep]
+    for d in stale:
+        shutil.rmtree(d, ignore_errors=True)
+    return len(stale)
+
 
 class _AtomicFile:
-    """A raw binary writer to `<dir>/.tmp-<name>-<uuid>`, renamed to `<dir>/<name>` on close."""
+    """A raw binary writer to `<dir>/.tmp-<name>-<uuid>`, renamed to `<dir>/<name>` on close;
+    then `on_published()`, if given."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, on_published=None):
         self.path = path
+        self.on_published = on_published
         head, name = os.path.split(path)
         self.tmp = os.path.join(head, f".tmp-{name}-{uuid.uuid4().hex[:12]}")
         self._f = open(self.tmp, "wb")
@@ -61,6 +110,8 @@ class _AtomicFile:
         # No fsync: the rename is atomic against a killed process, which is the failure here;
         # a power cut is not, but fsyncing every snapshot and checkpoint slowed Tune's syncs.
         os.replace(self.tmp, self.path)
+        if self.on_published is not None:
+            self.on_published()
 
 
 class AtomicLocalHandler(pafs.FileSystemHandler):
@@ -94,6 +145,10 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
         self._fs.create_dir(path, recursive=recursive)
 
     def delete_dir(self, path):
+        if CHECKPOINT_DIR.match(os.path.basename(path.rstrip("/"))):
+            with _lock:
+                _deferred.append((time.monotonic(), path))
+            return
         self._fs.delete_dir(path)
 
     def delete_dir_contents(self, path, missing_dir_ok=False):
@@ -120,7 +175,11 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
         return self._fs.open_input_file(path)
 
     def open_output_stream(self, path, metadata):
-        return pa.PythonFile(_AtomicFile(path), mode="w")
+        done = None
+        if SNAPSHOT.search(os.path.basename(path)):
+            began = time.monotonic()
+            done = lambda: _delete_deferred(began)  # noqa: E731
+        return pa.PythonFile(_AtomicFile(path, done), mode="w")
 
     def open_append_stream(self, path, metadata):
         return self._fs.open_append_stream(path)

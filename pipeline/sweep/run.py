@@ -20,7 +20,7 @@ from pipeline.cluster import check_resources, connect, gpus_per_trial
 from pipeline.config import Params, ParamsError
 from pipeline.data import load_split
 from pipeline.layout import BEST, SWEEP, TRIALS
-from pipeline.sweep.atomic_fs import storage_filesystem
+from pipeline.sweep.atomic_fs import flush_deferred, prune_stale_checkpoints, storage_filesystem
 from pipeline.sweep.grid import Cell, expand
 from pipeline.sweep.logger import (
     PARENT_TAG,
@@ -190,10 +190,14 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
                     failure_config=tune.FailureConfig(max_failures=sweep.max_failures), verbose=1))
         grid = tuner.fit()
         seconds["fit"] = time.perf_counter() - clock
+        flush_deferred()
     except BaseException:
         tracking.terminate(client, parent, "KILLED" if _interrupted() else "FAILED")
         raise
     trials = grid._experiment_analysis.trials
+    for t in trials:  # checkpoints a killed session was to delete
+        if t.checkpoint is not None:
+            prune_stale_checkpoints(Path(t.checkpoint.path).parent, t.checkpoint.path)
     runs = _reconcile(client, exp_id, parent, trials, params.train.epochs)
     rows, best = summarise(trials, runs, cells, params.train.epochs, sweep.metric, base)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("FINISHED", "KILLED", "FAILED")}
