@@ -77,3 +77,16 @@ def write_params(path: Path, params) -> Path:
     raw["profile"] = None
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def redone_finished_trials(audit: dict[str, list[dict]], finished_before: set[str], epochs: int) -> list[str]:
+    """Trials that had finished before a kill yet were trained again after it. Only one that
+    finished after Tune's last durable snapshot (synced in the background) may be: it resumes
+    from that snapshot's checkpoint, never from scratch (asserted here)."""
+    redone = []
+    for trial, lines in audit.items():
+        restarts = [x for x in lines if x["event"] == "start"][1:]
+        if trial in finished_before and any(x["epoch"] < epochs for x in restarts):
+            redone.append(trial)
+            assert all(x["epoch"] >= 1 for x in restarts), lines
+    return redone
