@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import ROOT, prepared_mnist, row, timed
-from pipeline.env import pin_malloc_thresholds
 from pipeline.evaluation.evaluate import binarize_once
 from pipeline.evaluation.loglik import DEFAULT_ROWS, model_log_likelihood
-from pipeline.objective import InfoVAE
+from pipeline.infra.env import pin_malloc_thresholds
+from pipeline.model.objective import InfoVAE
 from pipeline.params.model import ModelParams, ObjectiveParams
 
 K = 5000
@@ -49,7 +49,7 @@ def build_model() -> InfoVAE:
 
 def test_images(n: int) -> torch.Tensor:
     """The first n MNIST test images, binarized once with a seed (as the evaluation does)."""
-    from pipeline.data import load_split
+    from pipeline.data.splits import load_split
 
     with tempfile.TemporaryDirectory() as tmp:
         return binarize_once(load_split(prepared_mnist(tmp), "test", limit=n), 0, "test")

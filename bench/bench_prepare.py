@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 import torch
 
 from bench.common import need_mnist, row, timed
-from pipeline.data import load_split, prepare
+from pipeline.data.prepare import prepare
+from pipeline.data.splits import load_split
 from pipeline.params.data import DataParams
 
 

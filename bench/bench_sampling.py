@@ -16,8 +16,8 @@ import argparse
 import torch
 
 from bench.common import row, timed
-from pipeline.env import pin_malloc_thresholds
-from pipeline.models.pixelcnn import PixelCNNDecoder
+from pipeline.infra.env import pin_malloc_thresholds
+from pipeline.model.pixelcnn import PixelCNNDecoder
 
 LATENT = 5
 OURS = "reach crops (PixelCNNDecoder.sample)"
@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pin_malloc_thresholds()  # as every evaluation does (pipeline.env)
+    pin_malloc_thresholds()  # as every evaluation does (pipeline.infra.env)
     print(f"PixelCNN sampling, {args.threads} thread(s); images/s (median of 3, one run for 12 x 32)",
           flush=True)
     for layers, maps, cond, batch in ((2, 8, 4, args.batch), (12, 32, 16, args.big_batch)):

@@ -2,7 +2,7 @@
 
 (a) One trial alone vs the same trial in a sweep. One configuration (MLP 512-512, latent 10,
     ELBO, batch 100, 1 thread; TRIAL images x epochs: ~30 s of training on one core) trained
-    by pipeline.standalone.train_one (what `infovae train` runs: a checkpoint every epoch, the
+    by pipeline.train.standalone.train_one (what `infovae train` runs: a checkpoint every epoch, the
     image grids at the end) and as a one-cell, one-trial sweep by pipeline.sweep.run.run_sweep
     (local Ray, num_cpus=2, a fresh sqlite MLflow store and fresh Ray in a temporary
     directory). The RunSpec is the sweep's own (pipeline.sweep.search.trial_spec), so both
@@ -63,7 +63,7 @@ AGGREGATES = (("reported", "reported (train_epoch)"), ("span", "trial spans"), (
 
 
 def sweep_params(base: Path, data_dir: Path, grids: dict, train: dict, concurrency: int | None = None):
-    from pipeline.config import load_params
+    from pipeline.params.load import load_params
 
     return load_params(ROOT / "params.yaml", {
         **train,
@@ -115,7 +115,7 @@ def run_sweep_once(params, base: Path, log: Path, keep_ray: bool = False) -> dic
 # ---------------------------------------------------------------------- (a) alone vs sweep
 
 def alone(spec, out: Path, cpu: CpuSampler) -> dict[str, Any]:
-    from pipeline.standalone import train_one
+    from pipeline.train.standalone import train_one
 
     events: list[float] = []
     t0, c0 = time.time(), time.process_time()
@@ -240,7 +240,7 @@ def concurrent_run(params, base: Path, log: Path, cpu: CpuSampler) -> dict[str, 
 
 
 def part_b(tmp: Path, data_dir: Path, log: Path, cpu: CpuSampler) -> None:
-    from pipeline.cluster import connect
+    from pipeline.infra.cluster import connect
 
     grids = {"bench": {"train.seed": [0, 1]}}
     n, epochs = CONCURRENT["train.train_size"], CONCURRENT["train.epochs"]
@@ -285,7 +285,7 @@ def part_b(tmp: Path, data_dir: Path, log: Path, cpu: CpuSampler) -> None:
 
 def start_child(kind: str) -> None:
     """In a fresh process: time one start-up of `kind` and print it as JSON."""
-    from pipeline.env import quiet_defaults
+    from pipeline.infra.env import quiet_defaults
 
     quiet_defaults()  # the pipeline's environment (no usage stats, no telemetry)
     out = {}
@@ -293,7 +293,7 @@ def start_child(kind: str) -> None:
     if kind in ("ray", "connect"):
         import ray
 
-        from pipeline.cluster import check_resources, connect
+        from pipeline.infra.cluster import check_resources, connect
         from pipeline.params.study import SweepParams
 
         out["import"] = time.perf_counter() - t

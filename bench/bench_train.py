@@ -13,7 +13,7 @@ contention). A/A rows run the same comparison with a second bare loop in place o
 how far a ratio strays from 1 with nothing to find. Goal: ours >= 0.95x the bare loop.
 
 The comparison runs with glibc malloc's mmap and trim thresholds pinned (mallopt, as every
-Trainer now does: pipeline.env.pin_malloc_thresholds; --default-malloc skips the benchmark's
+Trainer now does: pipeline.infra.env.pin_malloc_thresholds; --default-malloc skips the benchmark's
 own call, which only matters before a Trainer exists): by default glibc adapts them as it
 goes, and then whichever loop's
 epoch happens to free and re-allocate the conv model's ~25 MB buffers at the top of the heap
@@ -48,11 +48,11 @@ from typing import Any
 import torch
 
 from bench.common import prepared_mnist, row, run_timed
-from pipeline.checkpoint import RunSpec
-from pipeline.env import pin_malloc_thresholds
-from pipeline.objective import InfoVAE
+from pipeline.infra.env import pin_malloc_thresholds
+from pipeline.model.objective import InfoVAE
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
-from pipeline.train import Trainer
+from pipeline.train.checkpoint import RunSpec
+from pipeline.train.trainer import Trainer
 
 BATCH = 100
 GOAL_RATIO, GOAL_SCALING = 0.95, 1.6

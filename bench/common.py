@@ -38,7 +38,7 @@ def row(name: str, value: str, goal: str = "", verdict: str = "", width: int = 1
 
 def prepared_mnist(directory: str | Path) -> Path:
     """Full MNIST from ../shared prepared (default data params) into `directory`/data."""
-    from pipeline.data import prepare
+    from pipeline.data.prepare import prepare
     from pipeline.params.data import DataParams
 
     directory = Path(directory)

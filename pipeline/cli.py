@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.stage import run
+from pipeline.infra.stage import run
 
 
 def _train(args) -> None:
-    from pipeline.config import load_params, parse_set
-    from pipeline.standalone import spec_from_params, train_one
+    from pipeline.params.load import load_params, parse_set
+    from pipeline.train.standalone import spec_from_params, train_one
 
     params = load_params(args.params, parse_set(args.set))
     train_one(spec_from_params(params), args.out, resume_run=args.resume)
@@ -18,8 +18,8 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     import sys
 
-    from pipeline.config import load_params, parse_set
     from pipeline.evaluation.evaluate import evaluate_checkpoint, write_row
+    from pipeline.params.load import load_params, parse_set
 
     params = load_params(args.params, parse_set(args.set))
 

@@ -5,7 +5,7 @@ shuffled), and they carry no labels. Each binarized image is a Bernoulli sample 
 grey image, so its source is the grey image under which it is most likely:
     argmax_j  sum_p [ b_p log g_jp + (1 - b_p) log(1 - g_jp) ]  = argmax_j  b . logit(g_j) + c_j
 The result must be a bijection (checked), with a wide margin to the runner-up (reported).
-Writes pipeline/resources/binarized_mnist_index.npz: for train+valid (60000 rows, in file
+Writes pipeline/data/resources/binarized_mnist_index.npz: for train+valid (60000 rows, in file
 order) the MNIST training index, for test (10000 rows) the MNIST test index.
 
 Usage: python scripts/match_binarized_mnist.py RAW_DIR   (RAW_DIR holds mnist/ and binarized_mnist/)
@@ -21,9 +21,9 @@ import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from pipeline.formats import parse_amat, parse_idx
-from pipeline.raw import read_raw
-from pipeline.sources import BINARIZED_MNIST, MNIST
+from pipeline.data.formats import parse_amat, parse_idx
+from pipeline.data.raw import read_raw
+from pipeline.data.sources import BINARIZED_MNIST, MNIST
 
 OUT = Path(__file__).resolve().parents[1] / "pipeline" / "resources" / "binarized_mnist_index.npz"
 

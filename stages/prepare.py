@@ -2,9 +2,9 @@
 
 import json
 
-from pipeline.config import load_params
-from pipeline.data import prepare
-from pipeline.stage import parser, run
+from pipeline.data.prepare import prepare
+from pipeline.infra.stage import parser, run
+from pipeline.params.load import load_params
 
 
 def main(argv=None):

@@ -3,8 +3,8 @@ and report/report.md, attached to the sweep's parent MLflow run."""
 
 import json
 
-from pipeline.config import load_params
-from pipeline.stage import parser, run
+from pipeline.infra.stage import parser, run
+from pipeline.params.load import load_params
 
 
 def main(argv=None):

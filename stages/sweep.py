@@ -3,8 +3,8 @@ writes results/sweep/trials.parquet and best.json."""
 
 import json
 
-from pipeline.config import load_params
-from pipeline.stage import parser, run
+from pipeline.infra.stage import parser, run
+from pipeline.params.load import load_params
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.env import quiet_defaults
+from pipeline.infra.env import quiet_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("INFOVAE_SHARED", ROOT.parent / "shared"))
@@ -54,7 +54,7 @@ def mnist_raw(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared_mnist(mnist_raw, tmp_path_factory) -> Path:
     """Real MNIST prepared once per session with the default data params (dynamic)."""
-    from pipeline.data import prepare
+    from pipeline.data.prepare import prepare
     from pipeline.params.data import DataParams
 
     out = tmp_path_factory.mktemp("prepared")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.config import load_params
+from pipeline.params.load import load_params
 from tests.conftest import ROOT
 
 TINY_MODEL = {"model.hidden": [32], "model.latent_dim": 2, "model.pixelcnn_layers": 2,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.sources import RawFile, Source
+from pipeline.data.sources import RawFile, Source
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from pipeline.divergences import (
+from pipeline.model.divergences import (
     AdversarialDivergence,
     KLDivergence,
     MMDDivergence,
@@ -18,7 +18,7 @@ from pipeline.divergences import (
     mmd,
     stein_direction,
 )
-from pipeline.divergences.mmd import kernel_matrix
+from pipeline.model.divergences.mmd import kernel_matrix
 from pipeline.params.model import AdversarialParams, MMDParams, ObjectiveParams
 
 SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)

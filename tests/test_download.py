@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data import load_split, prepare
+from pipeline.data.prepare import prepare
+from pipeline.data.raw import DownloadError
+from pipeline.data.splits import load_split
 from pipeline.params.data import DataParams
-from pipeline.raw import DownloadError
 from tests.synthetic import fake_mnist, idx_contents, write_source
 
 

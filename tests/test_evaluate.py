@@ -11,15 +11,15 @@ import pytest
 import torch
 import yaml
 
-from pipeline.checkpoint import RunSpec
-from pipeline.config import Params
-from pipeline.data import load_split
-from pipeline.errors import PipelineError
+from pipeline.data.splits import load_split
 from pipeline.evaluation.evaluate import binarize_once, evaluate_checkpoint, write_row
 from pipeline.evaluation.loglik import model_log_likelihood
+from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import ClassifierParams, EvaluateParams
+from pipeline.params.load import Params
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
-from pipeline.train import Trainer, load_trained
+from pipeline.train.checkpoint import RunSpec
+from pipeline.train.trainer import Trainer, load_trained
 
 SHRUNK = dict(loglik_k=40, loglik_test_size=60, loglik_train_size=30, prior_samples=500,
               latent_size=400, semisupervised_labels=[20, 100], semisupervised_repeats=2,
@@ -92,7 +92,7 @@ def test_write_row(tmp_path):
 
 def test_cli_evaluate(checkpoint, prepared_mnist, classifier_params, tmp_path):
     if "evaluate" not in Params.model_fields:
-        pytest.skip("the evaluate section is not wired into pipeline/config.py yet")
+        pytest.skip("the evaluate section is not wired into pipeline/params/load.py yet")
     from pipeline.cli import main
 
     raw = {"data": {"out_dir": str(prepared_mnist)},

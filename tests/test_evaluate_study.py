@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from pipeline.checkpoint import RunSpec
-from pipeline.cluster import ClusterError
 from pipeline.evaluation.remote import RemoteEvaluationError
 from pipeline.evaluation.study import evaluate_study
+from pipeline.infra.cluster import ClusterError
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
-from pipeline.train import Trainer
+from pipeline.train.checkpoint import RunSpec
+from pipeline.train.trainer import Trainer
 from tests.sweep_helpers import tiny_params
 
 SHRUNK = {"evaluate.loglik_k": 20, "evaluate.loglik_test_size": 40, "evaluate.loglik_train_size": 20,

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from bench.common import study_copy, venv_env
-from pipeline.checkpoint import CheckpointError, load
+from pipeline.train.checkpoint import CheckpointError, load
 from tests.conftest import MNIST_DIR, ROOT, link_raw
 from tests.sweep_helpers import redone_finished_trials
 
@@ -316,7 +316,7 @@ def test_damaged_parquet_split_is_detected_by_the_next_stage(workdir, tmp_path):
 
 WRITER = """
 import os, sys, time
-from pipeline import tracking
+from pipeline.infra import tracking
 from pipeline.params.study import TrackingParams
 cfg = TrackingParams(uri=sys.argv[1], experiment="concurrency")
 client = tracking.client(cfg)
@@ -415,7 +415,7 @@ def test_local_ray_refuses_clients_without_its_token():
     keeps Ray's token authentication on, so a client without the token is refused."""
     import ray
 
-    from pipeline.cluster import connect
+    from pipeline.infra.cluster import connect
     from pipeline.params.study import SweepParams
 
     assert os.environ.get("RAY_AUTH_MODE", "token") != "disabled"
@@ -432,7 +432,7 @@ def test_local_ray_refuses_clients_without_its_token():
 
 
 def test_credentials_in_a_tracking_uri_are_never_shown():
-    from pipeline import tracking
+    from pipeline.infra import tracking
     from pipeline.params.study import TrackingParams
 
     uri = "http://alice:s3cret@127.0.0.1:9"

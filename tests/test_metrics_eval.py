@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.classifier import cache_key, get_classifier, load_cached
-from pipeline.metrics.class_mismatch import class_frequencies, class_mismatch, generated_labels
-from pipeline.metrics.semisupervised import balanced_subset, semisupervised_error
+from pipeline.evaluation.classifier import cache_key, get_classifier, load_cached
+from pipeline.evaluation.metrics.class_mismatch import class_frequencies, class_mismatch, generated_labels
+from pipeline.evaluation.metrics.semisupervised import balanced_subset, semisupervised_error
 from pipeline.params.evaluate import ClassifierParams, EvaluateParams
 
 # ----------------------------------------------------------------------------- semi-supervised

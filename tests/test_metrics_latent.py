@@ -1,4 +1,4 @@
-"""Known answers for the latent metrics (pipeline.metrics.latent)."""
+"""Known answers for the latent metrics (pipeline.evaluation.metrics.latent)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pipeline.metrics.latent import (
+from pipeline.evaluation.metrics.latent import (
     active_units,
     latent_diagnostics,
     logdet_covariance,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.models import (
+from pipeline.model import (
     ConvDecoder,
     ConvEncoder,
     MLPDecoder,
@@ -15,8 +15,8 @@ from pipeline.models import (
     build_decoder,
     build_encoder,
 )
-from pipeline.models.base import Decoder, bernoulli_log_prob
-from pipeline.models.pixelcnn import MaskedConv2d
+from pipeline.model.base import Decoder, bernoulli_log_prob
+from pipeline.model.pixelcnn import MaskedConv2d
 from pipeline.params.model import ModelParams
 
 D = 3  # latent dim of the small test models

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from pipeline.divergences.mmd import mmd
-from pipeline.objective import InfoVAE
+from pipeline.model.divergences.mmd import mmd
+from pipeline.model.objective import InfoVAE
 from pipeline.params.model import ModelParams, ObjectiveParams
 
 MODEL = ModelParams(hidden=[32], latent_dim=3)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import yaml
 
-from pipeline.config import ParamsError, load_params, parse_params
+from pipeline.params.load import ParamsError, load_params, parse_params
 from tests.conftest import ROOT
 
 

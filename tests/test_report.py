@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import tracking
-from pipeline.errors import PipelineError
-from pipeline.naming import method_name
+from pipeline.infra import tracking
+from pipeline.infra.errors import PipelineError
 from pipeline.params.report import ReportParams
 from pipeline.params.study import SweepParams, TrackingParams
+from pipeline.params.vocab import method_name
 from pipeline.report import study as report_study
 from pipeline.report.doc import missing, num
 from pipeline.report.study import build_report
@@ -30,7 +30,7 @@ GRIDS = ("table1", "latent_dim", "train_size", "information_preference", "alpha_
 METHODS = {"ELBO": ("kl", 0.0, 1.0), "Unregularized": ("kl", 1.0, 0.0), "MMD-VAE": ("mmd", 1.0, 1000.0),
            "Stein-VAE": ("stein", 1.0, 1000.0), "Adversarial-VAE": ("adversarial", 1.0, 100.0)}
 TABLE1_NLL = {"ELBO": 85.1234, "MMD-VAE": 83.4567, "Stein-VAE": 84.0049}  # Adversarial: all trials failed
-DIVERGED = "pipeline.train.TrainingDiverged: loss is nan at epoch 1, step 3"
+DIVERGED = "pipeline.train.trainer.TrainingDiverged: loss is nan at epoch 1, step 3"
 OOM = "RuntimeError: CUDA out of memory while allocating 2.00 GiB"
 
 
@@ -155,7 +155,7 @@ def write_study(base: Path, grids: tuple[str, ...] = GRIDS, parent_run_id: str |
 
 
 def _params(**tracking_args) -> SimpleNamespace:
-    """The sections build_report reads (params.report and params.evaluate, until pipeline.config has them)."""
+    """The sections build_report reads."""
     return SimpleNamespace(sweep=SweepParams(), tracking=TrackingParams(**tracking_args),
                            evaluate=SimpleNamespace(out_dir="results/eval"), report=ReportParams(dpi=50))
 

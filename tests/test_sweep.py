@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 import ray
 
-from pipeline.config import ParamsError
+from pipeline.params.load import ParamsError
 from pipeline.sweep.run import run_sweep
 from tests.conftest import ROOT
 from tests.sweep_helpers import (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.checkpoint import RunSpec, load
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
-from pipeline.train import Trainer, TrainingDiverged, choose_device, load_trained, resume
+from pipeline.train.checkpoint import RunSpec, load
+from pipeline.train.trainer import Trainer, TrainingDiverged, choose_device, load_trained, resume
 
 SMALL = dict(hidden=[128], conv_channels=[8, 16], conv_fc=64, pixelcnn_layers=3, pixelcnn_maps=8,
              pixelcnn_cond_maps=4, latent_dim=4)
@@ -110,7 +110,7 @@ def test_checkpoint_loads_safely_and_rebuilds_the_model(prepared_mnist, tmp_path
     import pickle
 
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"format_version": 1, "x": object()}))
-    from pipeline.checkpoint import CheckpointError
+    from pipeline.train.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
         load(tmp_path / "evil.pt")

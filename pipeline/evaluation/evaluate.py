@@ -24,17 +24,17 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from pipeline import atomic
-from pipeline.classifier import get_classifier
-from pipeline.data import Split, load_split, read_metadata
-from pipeline.env import pin_malloc_thresholds
-from pipeline.errors import PipelineError
+from pipeline.data.splits import Split, load_split, read_metadata
+from pipeline.evaluation.classifier import get_classifier
 from pipeline.evaluation.loglik import model_log_likelihood, stderr_progress
-from pipeline.metrics.class_mismatch import class_mismatch, generated_labels
-from pipeline.metrics.latent import latent_diagnostics
-from pipeline.metrics.semisupervised import semisupervised_error
+from pipeline.evaluation.metrics.class_mismatch import class_mismatch, generated_labels
+from pipeline.evaluation.metrics.latent import latent_diagnostics
+from pipeline.evaluation.metrics.semisupervised import semisupervised_error
+from pipeline.infra import atomic
+from pipeline.infra.env import pin_malloc_thresholds
+from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import EvaluateParams
-from pipeline.train import choose_device, load_trained
+from pipeline.train.trainer import choose_device, load_trained
 
 SPLIT_SEED_OFFSET = {"test": 0, "train": 1_000_003}  # distinct binarization streams per split
 
@@ -66,7 +66,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, params: EvaluateParams, data
     device = choose_device(spec.train.device if params.device == "checkpoint" else params.device)
     model.to(device)
     torch.set_num_threads(params.threads)
-    pin_malloc_thresholds()  # see pipeline.env: chunk buffers otherwise page-fault afresh
+    pin_malloc_thresholds()  # see pipeline.infra.env: chunk buffers otherwise page-fault afresh
     row: dict[str, Any] = {
         "checkpoint": str(checkpoint_dir), "divergence": spec.objective.divergence,
         "alpha": spec.objective.alpha, "lambda": spec.objective.lambda_,

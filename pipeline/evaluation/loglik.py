@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.models.base import LOG_2PI, Decoder, standard_normal_log_prob
-from pipeline.objective import InfoVAE
+from pipeline.model.base import LOG_2PI, Decoder, standard_normal_log_prob
+from pipeline.model.objective import InfoVAE
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]  # x [B, ...] -> (mean, std) [B, d]
 LogLik = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], z [B, k, d]) -> log p(x|z) [B, k]

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.cluster import check_fits, connect
-from pipeline.config import Params
-from pipeline.errors import PipelineError
+from pipeline.infra.cluster import check_fits, connect
+from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import EvaluateParams
+from pipeline.params.load import Params
 
 
 class RemoteEvaluationError(PipelineError):
@@ -44,8 +44,8 @@ def _task_params(params: EvaluateParams) -> EvaluateParams:
 def _prepare_classifier(params: EvaluateParams, data_dir: str) -> dict[str, Any]:
     import torch
 
-    from pipeline.classifier import get_classifier
-    from pipeline.train import choose_device
+    from pipeline.evaluation.classifier import get_classifier
+    from pipeline.train.trainer import choose_device
 
     p = _task_params(params)
     torch.set_num_threads(p.threads)

@@ -25,14 +25,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from pipeline import atomic, tracking
-from pipeline import checkpoint as ckpt
-from pipeline.config import Params
-from pipeline.errors import PipelineError
 from pipeline.evaluation.evaluate import evaluate_checkpoint
-from pipeline.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES
-from pipeline.naming import method_name
+from pipeline.infra import atomic, tracking
+from pipeline.infra.errors import PipelineError
+from pipeline.infra.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES
 from pipeline.params.evaluate import EvaluateParams
+from pipeline.params.load import Params
+from pipeline.params.vocab import method_name
+from pipeline.train import checkpoint as ckpt
 
 
 class EvaluationError(PipelineError):

@@ -1,1 +1,1 @@
-"""Typed schemas for the sections of params.yaml (assembled in pipeline.config)."""
+"""Typed schemas for the sections of params.yaml (assembled in pipeline.params.load)."""

@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.errors import PipelineError
+from pipeline.infra.errors import PipelineError
 
 # File names of the sweep (pipeline.sweep.run) and evaluate (pipeline.evaluation.study) stages.
-from pipeline.layout import BEST, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES, SWEEP, TRIALS  # noqa: F401
+from pipeline.infra.layout import BEST, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES, SWEEP, TRIALS  # noqa: F401
 from pipeline.report.doc import missing
 
 EVALUATED = "EVALUATED"

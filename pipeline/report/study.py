@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline import atomic, tracking
+from pipeline.infra import atomic, tracking
 from pipeline.params.report import ReportParams
 from pipeline.report.data import ReportError, StudyInputs, load_inputs
 from pipeline.report.doc import Report
@@ -42,7 +42,7 @@ def write_report(report: Report, out: Path) -> list[Path]:
 
 
 def _sections(params: Any) -> tuple[ReportParams, str]:
-    # params.report and params.evaluate.out_dir: defaults until both sections are in pipeline.config
+    # params.report and params.evaluate.out_dir: defaults until both sections are in pipeline.params.load
     cfg = getattr(params, "report", None) or ReportParams()
     eval_dir = getattr(getattr(params, "evaluate", None), "out_dir", None) or EVAL_DIR
     return cfg, eval_dir

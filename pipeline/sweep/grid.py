@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import Params, ParamsError, with_overrides
+from pipeline.params.load import Params, ParamsError, with_overrides
 from pipeline.params.study import AXIS_KEYS
 
 SHORT = {"objective.divergence": "", "objective.alpha": "alpha=", "objective.lambda": "lambda=",

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from pipeline import tracking
-from pipeline.checkpoint import FILENAME as CHECKPOINT
-from pipeline.layout import RECONSTRUCTIONS, SAMPLES
+from pipeline.infra import tracking
+from pipeline.infra.layout import RECONSTRUCTIONS, SAMPLES
 from pipeline.params.study import TrackingParams
+from pipeline.train.checkpoint import FILENAME as CHECKPOINT
 
 TRIAL_TAG = "ray.trial_id"
 SWEEP_TAG = "infovae.sweep"
@@ -27,7 +27,7 @@ METRIC_KEYS = ("epoch_seconds", "images_per_second")
 
 
 def is_metric(key: str) -> bool:
-    """The training run's own metrics (pipeline.train), not Ray's bookkeeping."""
+    """The training run's own metrics (pipeline.train.trainer), not Ray's bookkeeping."""
     return key.startswith(METRIC_PREFIXES) or key in METRIC_KEYS
 
 

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import atomic, tracking
-from pipeline.cluster import check_resources, connect, gpus_per_trial
-from pipeline.config import Params, ParamsError
-from pipeline.data import load_split
-from pipeline.layout import BEST, SWEEP, TRIALS
+from pipeline.data.splits import load_split
+from pipeline.infra import atomic, tracking
+from pipeline.infra.cluster import check_resources, connect, gpus_per_trial
+from pipeline.infra.layout import BEST, SWEEP, TRIALS
+from pipeline.params.load import Params, ParamsError
 from pipeline.sweep.atomic_fs import flush_deferred, prune_stale_checkpoints, storage_filesystem
 from pipeline.sweep.grid import Cell, expand
 from pipeline.sweep.logger import (

@@ -14,10 +14,10 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
-from pipeline.checkpoint import RunSpec
-from pipeline.config import Params
+from pipeline.params.load import Params
 from pipeline.params.study import SearchDim
 from pipeline.sweep.grid import Cell, resolve
+from pipeline.train.checkpoint import RunSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

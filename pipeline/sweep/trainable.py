@@ -1,8 +1,8 @@
-"""The Ray Tune trainable: one trial = one training run (pipeline.train) of the trial's spec.
+"""The Ray Tune trainable: one trial = one training run (pipeline.train.trainer) of the trial's spec.
 
 It lives in the package, not in a test or script, because Ray workers import it by name.
 Every epoch reports its metrics with a checkpoint; a restarted trial resumes from the last
-checkpoint exactly (pipeline.train.resume). The checkpoint of a factorized-decoder trial also
+checkpoint exactly (pipeline.train.trainer.resume). The checkpoint of a factorized-decoder trial also
 holds sample and reconstruction grids (PixelCNN sampling is 784 passes: only at the end).
 """
 
@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import atomic
-from pipeline import checkpoint as ckpt
-from pipeline.artifacts import reconstruction_grid, sample_grid
-from pipeline.layout import RECONSTRUCTIONS, SAMPLES
-from pipeline.train import Trainer, resume
+from pipeline.infra import atomic
+from pipeline.infra.layout import RECONSTRUCTIONS, SAMPLES
+from pipeline.train import checkpoint as ckpt
+from pipeline.train.artifacts import reconstruction_grid, sample_grid
+from pipeline.train.trainer import Trainer, resume
 
 AUDIT_DIR = "starts"  # inside the Ray experiment directory
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pipeline.divergences import build_divergence
-from pipeline.divergences.base import Divergence
-from pipeline.models import build_decoder, build_encoder
-from pipeline.models.base import Decoder, Encoder, kl_to_standard_normal
+from pipeline.model import build_decoder, build_encoder
+from pipeline.model.base import Decoder, Encoder, kl_to_standard_normal
+from pipeline.model.divergences import build_divergence
+from pipeline.model.divergences.base import Divergence
 from pipeline.params.model import ModelParams, ObjectiveParams
 
 

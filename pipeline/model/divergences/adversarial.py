@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pipeline.divergences.base import Divergence
+from pipeline.model.divergences.base import Divergence
 from pipeline.params.model import AdversarialParams
 
 

@@ -3,11 +3,11 @@ changes (DESIGN.md, section 1). `build_divergence` maps the `objective.divergenc
 
 from __future__ import annotations
 
-from pipeline.divergences.adversarial import AdversarialDivergence
-from pipeline.divergences.base import Divergence
-from pipeline.divergences.kl import KLDivergence
-from pipeline.divergences.mmd import MMDDivergence, mmd
-from pipeline.divergences.stein import SteinDivergence, stein_direction
+from pipeline.model.divergences.adversarial import AdversarialDivergence
+from pipeline.model.divergences.base import Divergence
+from pipeline.model.divergences.kl import KLDivergence
+from pipeline.model.divergences.mmd import MMDDivergence, mmd
+from pipeline.model.divergences.stein import SteinDivergence, stein_direction
 from pipeline.params.model import ObjectiveParams
 
 __all__ = [

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.models.base import IMAGE_SHAPE, Decoder
+from pipeline.model.base import IMAGE_SHAPE, Decoder
 
 
 class MaskedConv2d(nn.Conv2d):

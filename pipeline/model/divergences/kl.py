@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pipeline.divergences.base import Divergence
+from pipeline.model.divergences.base import Divergence
 
 
 class KLDivergence(Divergence):

@@ -1,4 +1,4 @@
-"""Prepare MNIST-family data as Parquet splits, and load them back as tensors.
+"""Prepare MNIST-family data as Parquet splits (loading them back: pipeline.data.splits).
 
 prepare: raw files (verified) -> seeded 55k/5k split of the 60k training images + the 10k
 test images -> binarized per `data.binarization` -> one Parquet file per split, written into a
@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,26 +22,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
-from pipeline import atomic
-from pipeline.errors import PipelineError
-from pipeline.formats import parse_amat, parse_idx
+from pipeline.data.formats import parse_amat, parse_idx
+from pipeline.data.raw import read_raw
+from pipeline.data.sources import SOURCES, Source
+from pipeline.data.splits import META_KEY, PIXELS, SIDE, DataError
+from pipeline.infra import atomic
 from pipeline.params.data import N_TRAIN_POOL, DataParams
-from pipeline.raw import read_raw
-from pipeline.sources import SOURCES, Source
 
-SPLITS = ("train", "validation", "test")
-SIDE = 28
-PIXELS = SIDE * SIDE
-META_KEY = b"infovae"
 SCHEMA_VERSION = 1
 INDEX_FILE = Path(__file__).with_name("resources") / "binarized_mnist_index.npz"
 INDEX_SHA256 = "5a7bab8b71edeaea11219f8ac502276327fc3f0fac0fbd79f563364e755895c7"
-
-
-class DataError(PipelineError):
-    """A prepared split is missing, damaged, or inconsistent with its metadata."""
 
 
 @dataclass(frozen=True)
@@ -193,70 +183,3 @@ def prepare(cfg: DataParams, sources: dict[str, Source] = SOURCES) -> dict[str, 
 
 def _histogram(labels: np.ndarray) -> dict[str, int]:
     return {str(d): int(c) for d, c in enumerate(np.bincount(labels, minlength=10))}
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-@dataclass(frozen=True)
-class Split:
-    images: torch.Tensor  # float32 [N, 1, 28, 28], values in [0, 1]
-    labels: torch.Tensor  # int64 [N]
-    index: torch.Tensor  # int64 [N]: position in the source file
-    binarization: str  # "dynamic" means: sample x ~ Bernoulli(images) for every use
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def dynamic(self) -> bool:
-        return self.binarization == "dynamic"
-
-    def subset(self, n: int | None) -> Split:
-        if n is None or n >= len(self):
-            return self
-        return Split(self.images[:n], self.labels[:n], self.index[:n], self.binarization)
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowException) as err:
-        raise DataError(f"{path}: not a readable Parquet file ({err}); rerun `dvc repro prepare`") \
-            from None
-    if META_KEY not in meta:
-        raise DataError(f"{path}: no '{META_KEY.decode()}' metadata: not written by prepare")
-    return json.loads(meta[META_KEY])
-
-
-def load_split(out_dir: str | Path, split: str, limit: int | None = None) -> Split:
-    """Load a prepared split as tensors (no per-row Python); verify it against its metadata."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    path = Path(out_dir) / f"{split}.parquet"
-    if not path.is_file():
-        raise DataError(f"missing prepared split {path}; run `dvc repro prepare` first")
-    meta = read_metadata(path)
-    try:
-        table = pq.read_table(path, page_checksum_verification=True)
-    except (OSError, pa.ArrowException) as err:
-        raise DataError(f"{path}: damaged Parquet file ({err}); rerun `dvc repro prepare`") \
-            from None
-    column = table.column("pixels").combine_chunks()
-    if column.type != pa.binary(PIXELS):
-        raise DataError(f"{path}: pixels column is {column.type}, expected {pa.binary(PIXELS)}")
-    start = column.offset * PIXELS
-    flat = np.frombuffer(column.buffers()[1], np.uint8)[start: start + len(column) * PIXELS]
-    if table.num_rows != meta["rows"] or hashlib.sha256(flat.data).hexdigest() != meta[
-            "pixels_sha256"]:
-        raise DataError(f"{path}: contents do not match the checksum recorded by prepare; "
-                        "the file was modified or damaged; rerun `dvc repro prepare`")
-    n = table.num_rows if limit is None else min(limit, table.num_rows)
-    with warnings.catch_warnings():  # read-only Arrow buffer: .float() copies before writing
-        warnings.simplefilter("ignore", UserWarning)
-        images = torch.from_numpy(flat[: n * PIXELS]).view(n, 1, SIDE, SIDE).float()
-    images.div_(float(meta["pixel_scale"]))
-    labels = torch.from_numpy(table.column("label").to_numpy()[:n].astype(np.int64))
-    index = torch.from_numpy(table.column("index").to_numpy()[:n].astype(np.int64))
-    return Split(images, labels, index, meta["binarization"])

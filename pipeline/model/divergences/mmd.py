@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from pipeline.divergences.base import Divergence
+from pipeline.model.divergences.base import Divergence
 from pipeline.params.model import MMDParams
 
 Bandwidth = str | float

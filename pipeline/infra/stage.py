@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from pipeline.env import quiet_defaults
-from pipeline.errors import PipelineError
+from pipeline.infra.env import quiet_defaults
+from pipeline.infra.errors import PipelineError
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """The one pluggable piece of an InfoVAE variant: the divergence D(q(z) || p(z)).
 
 q(z) is the aggregate posterior, seen through a batch of encodings z ~ q(z|x_i); p(z) = N(0, I).
-The objective (pipeline.objective) weights the returned term by alpha + lambda - 1.
+The objective (pipeline.model.objective) weights the returned term by alpha + lambda - 1.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ Encoders: "mlp", "conv" (DCGAN-style). Decoders: "mlp", "conv" (factorized Berno
 
 from __future__ import annotations
 
-from pipeline.models.base import Decoder, Encoder
-from pipeline.models.conv import ConvDecoder, ConvEncoder
-from pipeline.models.mlp import MLPDecoder, MLPEncoder
-from pipeline.models.pixelcnn import PixelCNNDecoder
+from pipeline.model.base import Decoder, Encoder
+from pipeline.model.conv import ConvDecoder, ConvEncoder
+from pipeline.model.mlp import MLPDecoder, MLPEncoder
+from pipeline.model.pixelcnn import PixelCNNDecoder
 from pipeline.params.model import ModelParams
 
 __all__ = [

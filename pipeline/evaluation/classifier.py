@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pipeline import atomic
-from pipeline.data import load_split, read_metadata
-from pipeline.errors import PipelineError
+from pipeline.data.splits import load_split, read_metadata
+from pipeline.infra import atomic
+from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import ClassifierParams
 
 ARCH = "cnn16-32-fc128"

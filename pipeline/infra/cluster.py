@@ -10,8 +10,8 @@ import os
 import socket
 from pathlib import Path
 
-from pipeline.env import quiet_defaults
-from pipeline.errors import PipelineError
+from pipeline.infra.env import quiet_defaults
+from pipeline.infra.errors import PipelineError
 from pipeline.params.study import SweepParams
 
 
@@ -55,7 +55,7 @@ def connect(sweep: SweepParams) -> None:
     else:
         # Ray 2.60's gRPC servers listen on every interface even for a local instance (and it
         # turns a 127.0.0.1 node address into the machine's own): Ray's token authentication,
-        # left on (pipeline.env), is what keeps them private. No dashboard is started.
+        # left on (pipeline.infra.env), is what keeps them private. No dashboard is started.
         ray.init(num_cpus=sweep.num_cpus, num_gpus=sweep.num_gpus, include_dashboard=False,
                  log_to_driver=True)
 

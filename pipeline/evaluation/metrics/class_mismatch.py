@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pipeline.models.base import Decoder
+from pipeline.model.base import Decoder
 
 EMPTY_CLASS_COUNT = 0.5  # the floor of a class count (half a sample), see above
 DEFAULT_SAMPLES = 10_000
@@ -50,7 +50,7 @@ def generated_labels(decoder: Decoder, classifier: nn.Module, latent_dim: int,
 
     images="sample": x ~ p(x|z), binary, the model's own generative distribution and the same
     kind of image for factorized and autoregressive decoders (the default; the classifier is
-    trained on dynamically binarized digits, see pipeline.classifier). images="mean": the
+    trained on dynamically binarized digits, see pipeline.evaluation.classifier). images="mean": the
     decoder's mean_image (pixel probabilities; a sample for autoregressive decoders).
     Seeded through a forked global RNG (Decoder.sample draws from it), which is left untouched.
     """

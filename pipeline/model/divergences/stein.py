@@ -18,8 +18,8 @@ import math
 import torch
 from torch import Tensor
 
-from pipeline.divergences.base import Divergence
-from pipeline.divergences.mmd import median_squared_distance, squared_distances
+from pipeline.model.divergences.base import Divergence
+from pipeline.model.divergences.mmd import median_squared_distance, squared_distances
 from pipeline.params.model import SteinParams
 
 

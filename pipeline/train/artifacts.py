@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pipeline.images import grid, png_bytes
-from pipeline.objective import InfoVAE
+from pipeline.model.objective import InfoVAE
+from pipeline.train.images import grid, png_bytes
 
 
 @torch.no_grad()

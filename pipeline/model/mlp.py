@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from pipeline.models.base import IMAGE_SHAPE, Decoder, Encoder, gaussian_head, init_gaussian_head
+from pipeline.model.base import IMAGE_SHAPE, Decoder, Encoder, gaussian_head, init_gaussian_head
 
 N_PIXELS = math.prod(IMAGE_SHAPE)
 

@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pipeline import checkpoint as ckpt
-from pipeline.data import Split, load_split
-from pipeline.env import pin_malloc_thresholds
-from pipeline.errors import PipelineError
-from pipeline.metrics.latent import latent_diagnostics
-from pipeline.objective import InfoVAE
+from pipeline.data.splits import Split, load_split
+from pipeline.evaluation.metrics.latent import latent_diagnostics
+from pipeline.infra.env import pin_malloc_thresholds
+from pipeline.infra.errors import PipelineError
+from pipeline.model.objective import InfoVAE
 from pipeline.params.model import TrainParams
+from pipeline.train import checkpoint as ckpt
 
 # on_epoch(epoch, metrics, checkpoint_dir or None) -> True to stop after this epoch
 EpochCallback = Callable[[int, dict[str, float], Path | None], bool | None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pipeline.models.base import IMAGE_SHAPE, Decoder, Encoder, gaussian_head, init_gaussian_head
+from pipeline.model.base import IMAGE_SHAPE, Decoder, Encoder, gaussian_head, init_gaussian_head
 
 LEAK = 0.1  # the authors' lrelu(x, rate=0.1)
 

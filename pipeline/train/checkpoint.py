@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from pipeline import atomic
-from pipeline.errors import PipelineError
+from pipeline.infra import atomic
+from pipeline.infra.errors import PipelineError
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 
 FORMAT_VERSION = 1

@@ -11,8 +11,8 @@ import math
 import torch
 from torch import Tensor
 
-from pipeline.divergences.mmd import mmd
-from pipeline.models.base import LOG_2PI
+from pipeline.model.base import LOG_2PI
+from pipeline.model.divergences.mmd import mmd
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z|x]) > 0.01
 

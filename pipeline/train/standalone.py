@@ -11,11 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline import atomic
-from pipeline import checkpoint as ckpt
-from pipeline.artifacts import reconstruction_grid, sample_grid
-from pipeline.config import Params
-from pipeline.train import RunResult, Trainer, resume
+from pipeline.infra import atomic
+from pipeline.params.load import Params
+from pipeline.train import checkpoint as ckpt
+from pipeline.train.artifacts import reconstruction_grid, sample_grid
+from pipeline.train.trainer import RunResult, Trainer, resume
 
 SHOWN = ("train_loss", "val_loss", "val_nelbo", "val_recon", "val_kl", "val_mmd", "val_mi",
          "images_per_second")

@@ -1,7 +1,7 @@
 """Find, download and verify raw files (torchvision-style: use what is there, fetch the rest).
 
 Files live in `<raw_dir>/<source>/`, gzipped or plain. Every file's decompressed contents are
-checked against the SHA-256 in `pipeline.sources`; a download goes to a temporary file in the
+checked against the SHA-256 in `pipeline.data.sources`; a download goes to a temporary file in the
 same directory and is renamed into place only once complete and verified, so an interrupted
 or corrupt transfer never leaves a file that looks valid.
 """
@@ -16,8 +16,8 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from pipeline.errors import PipelineError
-from pipeline.sources import RawFile, Source
+from pipeline.data.sources import RawFile, Source
+from pipeline.infra.errors import PipelineError
 
 
 class RawDataError(PipelineError):
