@@ -69,7 +69,7 @@ def sweep_params(base: Path, data_dir: Path, grids: dict, train: dict, concurren
         **train,
         "data.out_dir": str(data_dir),
         "sweep.name": "bench", "sweep.grids": grids, "sweep.trials_per_cell": 1, "sweep.search": {},
-        "sweep.scheduler": "none", "sweep.num_cpus": 2, "sweep.cpus_per_trial": 1,
+        "sweep.scheduler": "none", "cluster.num_cpus": 2, "sweep.cpus_per_trial": 1,
         "sweep.gpus_per_trial": 0, "sweep.max_concurrent_trials": concurrency, "sweep.max_failures": 0,
         "sweep.storage_path": str(base / "ray"), "sweep.out_dir": str(base / "sweep"),
         "tracking.uri": f"sqlite:///{base / 'mlflow.db'}", "tracking.artifact_root": str(base / "artifacts"),
@@ -248,7 +248,7 @@ def part_b(tmp: Path, data_dir: Path, log: Path, cpu: CpuSampler) -> None:
           f"{n} images x {epochs} epochs each), max_concurrent_trials 2 vs 1, Ray (num_cpus=2) kept up; "
           f"alternated, {ROUNDS} runs each (load average {os.getloadavg()[0]:.1f})", flush=True)
     with output_to(log):
-        connect(sweep_params(tmp / "b-probe", data_dir, grids, CONCURRENT).sweep)
+        connect(sweep_params(tmp / "b-probe", data_dir, grids, CONCURRENT).cluster)
     runs: dict[int, list[dict]] = {1: [], 2: []}
     for i in range(ROUNDS):
         for conc in ((1, 2) if i % 2 == 0 else (2, 1)):
@@ -294,16 +294,15 @@ def start_child(kind: str) -> None:
         import ray
 
         from pipeline.infra.cluster import check_resources, connect
-        from pipeline.params.study import SweepParams
+        from pipeline.params.study import ClusterParams, SweepParams
 
         out["import"] = time.perf_counter() - t
         t = time.perf_counter()
         if kind == "ray":
             ray.init(num_cpus=2)
         else:
-            sweep = SweepParams(num_cpus=2)
-            connect(sweep)
-            check_resources(sweep)
+            connect(ClusterParams(num_cpus=2))
+            check_resources(SweepParams())
         out["start"] = time.perf_counter() - t
         t = time.perf_counter()
         ray.shutdown()

@@ -53,41 +53,10 @@ def prepared_mnist(directory: str | Path) -> Path:
 
 
 def study_copy(dest: str | Path, profile: str | None = "smoke") -> Path:
-    """A fresh copy of this repository (tracked and untracked-not-ignored files, as a clone
-    would hold plus the working tree's changes) in its own git repository, with the MNIST
-    files of ../shared linked into data/raw and `profile` selected: ready for `dvc repro`."""
-    import shutil
-    import subprocess
+    """A scratch copy of this repository with `profile` composed (pipeline.infra.workspace)."""
+    from pipeline.infra.workspace import study_copy as copy
 
-    dest = Path(dest)
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           check=True, capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)
-    (dest / "data" / "raw" / "mnist").symlink_to(need_mnist())
-    if profile:
-        params = dest / "params.yaml"
-        text = params.read_text()
-        if "\nprofile: null\n" not in "\n" + text:
-            raise RuntimeError("params.yaml has no top-level 'profile: null' line to select a profile")
-        params.write_text(("\n" + text).replace("\nprofile: null\n", f"\nprofile: {profile}\n", 1)[1:])
-    git = ["git", "-c", "user.name=study", "-c", "user.email=study@localhost"]
-    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "study copy"]):
-        subprocess.run(git + cmd, cwd=dest, check=True, capture_output=True)
-    return dest
-
-
-def venv_env() -> dict[str, str]:
-    """The environment with this interpreter's bin directory (dvc, python) first on PATH."""
-    import sys
-
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
+    return copy(ROOT, dest, need_mnist(), [f"profile={profile}"] if profile else None)
 
 
 def run_timed(fn: Callable[[], object]) -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""`infovae`: the pipeline's commands outside DVC (train one configuration, evaluate one)."""
+"""`infovae`: the pipeline's commands outside DVC: compose params.yaml from conf/, train one
+configuration, evaluate one."""
 
 from __future__ import annotations
 
@@ -32,9 +33,27 @@ def _evaluate(args) -> None:
     log(f"wrote {args.out}")
 
 
+def _params(args) -> None:
+    from pipeline.params.compose import write_defaults, write_params
+
+    if args.write_defaults:
+        print(f"wrote {write_defaults(args.root)}")
+    params = write_params(args.root, args.set, args.out)
+    profile = f" (profile {params.profile})" if params.profile else ""
+    print(f"wrote {args.out or 'params.yaml'}{profile}: {len(params.sweep.grids)} grids")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infovae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("params", help="compose params.yaml from conf/ (as `dvc exp run -S` does)")
+    c.add_argument("-S", "--set", action="append", default=[], metavar="OVERRIDE",
+                   help="a Hydra override: profile=smoke, train.epochs=3 (repeatable)")
+    c.add_argument("--root", default=".", help="the repository (holding conf/)")
+    c.add_argument("--out", default=None, help="output file (default: ROOT/params.yaml)")
+    c.add_argument("--write-defaults", action="store_true",
+                   help="first regenerate conf/defaults.yaml from the schema")
+    c.set_defaults(func=_params)
     t = sub.add_parser("train", help="train one configuration (model/objective/train sections)")
     t.add_argument("--params", default="params.yaml")
     t.add_argument("--out", required=True, help="run directory (checkpoint, history, images)")

@@ -27,7 +27,7 @@ def tiny_params(tmp: Path, data_dir: Path, grids: dict, **sweep: Any):
         "sweep.search": sweep.pop("search", {}),
         "sweep.storage_path": str(tmp / "ray"),
         "sweep.out_dir": str(tmp / "sweep"),
-        "sweep.num_cpus": sweep.pop("num_cpus", 2),
+        "cluster.num_cpus": sweep.pop("num_cpus", 2),
         "sweep.cpus_per_trial": sweep.pop("cpus_per_trial", 1),
         "sweep.gpus_per_trial": sweep.pop("gpus_per_trial", 0),
         "sweep.max_failures": 0,
@@ -35,6 +35,8 @@ def tiny_params(tmp: Path, data_dir: Path, grids: dict, **sweep: Any):
         "tracking.artifact_root": str(tmp / "artifacts"),
     }
     overrides.update(sweep.pop("extra", {}))
+    if "address" in sweep:
+        overrides["cluster.address"] = sweep.pop("address")
     overrides.update({f"sweep.{k}": v for k, v in sweep.items()})
     return load_params(ROOT / "params.yaml", overrides)
 
@@ -74,7 +76,6 @@ def write_params(path: Path, params) -> Path:
     import yaml
 
     raw = params.model_dump(by_alias=True)
-    raw["profile"] = None
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 

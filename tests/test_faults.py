@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from bench.common import study_copy, venv_env
+from pipeline.infra.workspace import study_copy as _copy
+from pipeline.infra.workspace import venv_env
 from pipeline.train.checkpoint import CheckpointError, load
 from tests.conftest import MNIST_DIR, ROOT, link_raw
 from tests.sweep_helpers import redone_finished_trials
@@ -43,22 +44,25 @@ def need_mnist():
         pytest.skip(f"MNIST IDX files not found at {MNIST_DIR}")
 
 
+def study_copy(dest: Path, profile: str | None = "smoke") -> Path:
+    return _copy(ROOT, dest, MNIST_DIR, [f"profile={profile}"] if profile else None)
+
+
 def edit_params(repo: Path, grids: dict | None = None, **sections) -> dict:
-    """Rewrite the copy's params.yaml: the smoke profile selected, with these grids and these
-    keys (section__key=value) set in it."""
-    path = repo / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw["profile"] = "smoke"
+    """Rewrite the copy's params.yaml: the smoke profile composed, then these grids and these
+    keys (section__key=value) set in the resolved file (what `dvc repro` reads)."""
+    from pipeline.params.compose import compose
+
+    raw = compose(repo, ["profile=smoke"]).model_dump(by_alias=True, mode="json")
     if grids is not None:
         raw["sweep"]["grids"] = grids
-        raw["profiles"]["smoke"]["sweep"].pop("grids", None)
     for dotted, value in sections.items():
-        node = raw["profiles"]["smoke"]
+        node = raw
         *parents, last = dotted.split("__")
         for key in parents:
             node = node.setdefault(key, {})
         node[last] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return raw
 
 
@@ -229,7 +233,7 @@ BAD_PARAMS = [
      r"sweep.cpus_per_trial = 64 but the largest Ray node offers 2 CPUs"),
     ("unreachable MLflow server", {"tracking": {"uri": "http://127.0.0.1:9"}},
      r"MLflow tracking server at http://127.0.0.1:9 is unreachable"),
-    ("unreachable Ray cluster", {"sweep": {"address": "127.0.0.1:9"}},
+    ("unreachable Ray cluster", {"cluster": {"address": "127.0.0.1:9"}},
      r"Ray cluster at 127.0.0.1:9 is unreachable"),
 ]
 
@@ -416,10 +420,10 @@ def test_local_ray_refuses_clients_without_its_token():
     import ray
 
     from pipeline.infra.cluster import connect
-    from pipeline.params.study import SweepParams
+    from pipeline.params.study import ClusterParams
 
     assert os.environ.get("RAY_AUTH_MODE", "token") != "disabled"
-    connect(SweepParams(num_cpus=1))
+    connect(ClusterParams(num_cpus=1))
     try:
         address = ray.get_runtime_context().gcs_address
         probe = f"import ray; ray.init(address={address!r}); print('CONNECTED')"

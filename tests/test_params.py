@@ -7,6 +7,7 @@ import shutil
 import pytest
 import yaml
 
+from pipeline.params.compose import compose, compose_file, defaults_text, schema_defaults, write_params
 from pipeline.params.load import ParamsError, load_params, parse_params
 from tests.conftest import ROOT
 
@@ -21,11 +22,45 @@ def test_repository_params_are_valid():
     assert params.data.train_size == 55000
 
 
-@pytest.mark.parametrize("profile", sorted(_raw().get("profiles") or {}))
-def test_every_profile_is_valid(profile):
-    raw = _raw()
-    raw["profile"] = profile
-    parse_params(raw)
+PROFILES = sorted(p.stem for p in (ROOT / "conf" / "profile").glob("*.yaml"))
+
+
+def test_params_yaml_is_the_composed_base_study(tmp_path):
+    """params.yaml is what `dvc exp run` (Hydra composition of conf/) writes for no overrides:
+    a hand edit of it, or of conf/, that the other does not carry fails here."""
+    compose_file(ROOT, [], tmp_path / "composed.yaml")
+    assert yaml.safe_load((tmp_path / "composed.yaml").read_text()) == _raw()
+
+
+def test_conf_defaults_mirror_the_schema():
+    """conf/defaults.yaml is generated from the schema (`infovae params --write-defaults`)."""
+    assert (ROOT / "conf" / "defaults.yaml").read_text() == defaults_text()
+    assert yaml.safe_load(defaults_text()) == schema_defaults()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_composes_to_valid_params(profile):
+    params = compose(ROOT, [f"profile={profile}"])
+    assert params.profile == profile
+
+
+def test_a_profile_replaces_values_key_by_key_and_keeps_the_rest():
+    smoke = compose(ROOT, ["profile=smoke", "train.lr=0.002"])
+    base = load_params(ROOT / "params.yaml")
+    assert smoke.train.epochs != base.train.epochs and smoke.train.lr == 0.002
+    assert smoke.train.batch_size == base.train.batch_size  # not named by the profile
+    assert set(base.sweep.grids) <= set(smoke.sweep.grids)  # mappings merge: every grid stays
+
+
+def test_an_invalid_base_value_is_an_error_even_when_a_profile_replaces_it(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    config = tmp_path / "conf" / "config.yaml"
+    config.write_text(config.read_text() + "train:\n  epochs: -3\n")
+    with pytest.raises(ParamsError, match=r"train\.epochs"):
+        write_params(tmp_path, ["profile=smoke"])  # smoke sets train.epochs itself
+    assert not (tmp_path / "params.yaml").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize("mutate, pattern", [
@@ -39,23 +74,13 @@ def test_every_profile_is_valid(profile):
     (lambda r: r["data"].update(train_sizes=[500, 70000]), r"train_sizes: 70000 is outside 1\.\.55000"),
     (lambda r: r["data"].update(dataset="fashion_mnist", binarization="fixed"),
      r"'fixed' is the Larochelle binarized MNIST"),
-    (lambda r: r.update(profile="nosuch"), r"unknown profile 'nosuch'"),
-    (lambda r: r.update(profile="bad", profiles={"bad": {"data": {"split_seed": -1}}}),
-     r"with profile 'bad':\n  data\.split_seed"),
+    (lambda r: r.update(profiles={"smoke": {}}), r"profiles: unknown key"),
 ])
 def test_invalid_params_are_rejected_with_the_key_named(mutate, pattern):
     raw = _raw()
     mutate(raw)
     with pytest.raises(ParamsError, match=pattern):
         parse_params(raw)
-
-
-def test_profile_overrides_are_deep_merged():
-    raw = _raw()
-    raw["profile"] = "t"
-    raw["profiles"] = {"t": {"data": {"train_sizes": [100]}}}
-    params = parse_params(raw)
-    assert params.data.train_sizes == [100] and params.data.validation_size == 5000
 
 
 def test_load_params_file_errors(tmp_path):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.common import study_copy, venv_env
+from pipeline.infra.workspace import study_copy, venv_env
 from tests.browser import rendered_dom, screenshot
-from tests.conftest import MNIST_DIR, free_port, wait_http
+from tests.conftest import MNIST_DIR, ROOT, free_port, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def smoke_study(tmp_path_factory):
     if not MNIST_DIR.is_dir():
         pytest.skip(f"MNIST IDX files not found at {MNIST_DIR}")
-    repo = study_copy(tmp_path_factory.mktemp("study") / "repo", profile="smoke")
+    repo = study_copy(ROOT, tmp_path_factory.mktemp("study") / "repo", MNIST_DIR, ["profile=smoke"])
     done = subprocess.run(["dvc", "repro"], cwd=repo, env=venv_env(), capture_output=True,
                           text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]

@@ -67,7 +67,7 @@ def run_on_ray(jobs: list, params: Params, run_params: EvaluateParams, base: Pat
                log=print) -> dict[str, dict[str, Any]]:
     import ray
 
-    connect(params.sweep)
+    connect(params.cluster)
     gpus = gpus_per_cell(run_params)
     check_fits({"CPU": (run_params.threads, "evaluate.threads"),
                 "GPU": (gpus, "evaluate.gpus_per_cell")}, "evaluation")

@@ -12,15 +12,15 @@ from pathlib import Path
 
 from pipeline.infra.env import quiet_defaults
 from pipeline.infra.errors import PipelineError
-from pipeline.params.study import SweepParams
+from pipeline.params.study import ClusterParams, SweepParams
 
 
 class ClusterError(PipelineError):
     pass
 
 
-def address_of(sweep: SweepParams) -> str | None:
-    return sweep.address or os.environ.get("RAY_ADDRESS") or None
+def address_of(cluster: ClusterParams) -> str | None:
+    return cluster.address or os.environ.get("RAY_ADDRESS") or None
 
 
 def probe(address: str, timeout: float = 3.0) -> None:
@@ -28,23 +28,23 @@ def probe(address: str, timeout: float = 3.0) -> None:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ClusterError(f"sweep.address {address!r}: expected host:port (or 'auto')")
+        raise ClusterError(f"cluster.address {address!r}: expected host:port (or 'auto')")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as err:
         raise ClusterError(f"Ray cluster at {address} is unreachable ({err}); start it with "
-                           "`ray start --head` or fix sweep.address / RAY_ADDRESS") from None
+                           "`ray start --head` or fix cluster.address / RAY_ADDRESS") from None
 
 
-def connect(sweep: SweepParams) -> None:
-    """ray.init for the sweep; a no-op when this process is already connected."""
+def connect(cluster: ClusterParams) -> None:
+    """ray.init for the sweep or the evaluation; a no-op when this process is already connected."""
     quiet_defaults()
     import ray
 
     if ray.is_initialized():
         return
-    address = address_of(sweep)
+    address = address_of(cluster)
     if address:
         probe(address)
         import pipeline
@@ -56,7 +56,7 @@ def connect(sweep: SweepParams) -> None:
         # Ray 2.60's gRPC servers listen on every interface even for a local instance (and it
         # turns a 127.0.0.1 node address into the machine's own): Ray's token authentication,
         # left on (pipeline.infra.env), is what keeps them private. No dashboard is started.
-        ray.init(num_cpus=sweep.num_cpus, num_gpus=sweep.num_gpus, include_dashboard=False,
+        ray.init(num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
                  log_to_driver=True)
 
 

@@ -32,38 +32,46 @@ class EvaluateParams(Section):
     plots_dir: str = Field("results/plots", min_length=1)  # DVC plots data (CSV)
     seed: int = Field(0, ge=0)  # test binarization, IS noise, prior samples, SVM draws
     # checkpoint: the run's own train.device (auto: CUDA when visible); or auto, cpu, cuda
+    # checkpoint (the run's train.device) | auto | cpu | cuda
     device: Literal["checkpoint", "auto", "cpu", "cuda"] = "checkpoint"
     threads: int = Field(1, ge=1)  # torch intra-op threads (and a Ray evaluation task's CPUs)
     # Cells evaluated at once. 1: one after another in the stage's own process. More: each
-    # cell is a Ray task (local Ray, or the cluster at sweep.address / RAY_ADDRESS, whose
+    # cell is a Ray task (local Ray, or the cluster at cluster.address / RAY_ADDRESS, whose
     # nodes must see the repository's paths) holding `threads` CPUs and gpus_per_cell GPUs.
+    # cells at once: 1 in the stage's process; more as Ray tasks (local, or cluster.address)
     max_concurrent: int = Field(1, ge=1)
     # A Ray evaluation task's GPU share; "auto": one GPU when the cluster has any, else none.
+    # a Ray evaluation task's GPU share; auto: 1 when the cluster has GPUs
     gpus_per_cell: Literal["auto"] | float = Field("auto")
     batch_size: int = Field(1000, ge=1)  # encoder batch for the latent metrics
     # Importance-sampled log-likelihood: K samples of q(z|x) per image, on the first
     # loglik_test_size test images (null: all 10k) and, to show overfitting, on the first
     # loglik_train_size train images (0: skip).
-    loglik_k: int = Field(5000, ge=1)
-    loglik_test_size: int | None = Field(None, ge=1)
-    loglik_train_size: int = Field(1000, ge=0)
+    loglik_k: int = Field(5000, ge=1)  # IS samples of q(z|x) per image (Burda et al. 2016)
+    loglik_test_size: int | None = Field(None, ge=1)  # first n test images; null: all 10k
+    loglik_train_size: int = Field(1000, ge=0)  # first n train images, to show overfitting; 0: skip
     loglik_rows: int = Field(2048, ge=1)  # decoder rows per call (memory bound, not K)
     # The authors' first estimator (z ~ p(z)), for comparison; 0 turns it off. Affordable for
     # factorized decoders only (an autoregressive decoder needs one pass per (x, z) pair).
+    # authors' first estimator (z ~ p(z)), e.g. 50000; 0: off (factorized decoders only)
     prior_samples: int = Field(0, ge=0)
     # Latent metrics (MMD to the prior, covariance log-det, MI, active units) on this many
     # test encodings (null: all), and on as many train encodings (the first rows of the
     # cell's own training set: log-det on train vs test shows over-fitting, the paper's Fig. 4).
+    # encodings for MMD / log-det / MI / active units (test, and train); null: all
     latent_size: int | None = Field(None, ge=2)
     # Semi-supervised error: RBF SVM on posterior means of labelled train images, scored on
     # the test encodings; repeated with seeded class-balanced draws.
+    # labelled images per run (one error per size)
     semisupervised_labels: list[int] = Field([100, 1000], min_length=1)
     semisupervised_repeats: int = Field(5, ge=1)
     semisupervised_pool: int = Field(10000, ge=1)  # first n train images to draw labels from
     # Class mismatch of generated samples: n decoded prior samples; "sample" classifies
     # x ~ p(x|z) (binary), "mean" the decoder's mean image.
     class_mismatch_samples: int = Field(10000, ge=0)  # 0: skip
+    # sample (x ~ p(x|z), binary) | mean (decoder mean image)
     class_mismatch_images: Literal["sample", "mean"] = "sample"
+    # the MNIST CNN that labels generated samples (trained once, cached)
     classifier: ClassifierParams = ClassifierParams()
 
     @model_validator(mode="after")

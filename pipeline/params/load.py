@@ -1,14 +1,13 @@
-"""params.yaml: the whole study in one file, loaded through one typed schema.
+"""params.yaml: the whole study, resolved, loaded through one typed schema.
 
 Every section is a strict pydantic model: an unknown key, a wrong type or an out-of-range
 value stops the run before any compute with a `ParamsError` that names the key path and what
-is allowed. A profile (`profile: smoke`) deep-merges `profiles.<name>` over the base file, so
-the smoke study and the paper-scale study share one schema and one file.
+is allowed. params.yaml holds every value that runs, profile applied (composed from conf/ by
+pipeline.params.compose, or by `dvc exp run -S profile=NAME`): what DVC shows is what ran.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from pipeline.params.data import DataParams
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 from pipeline.params.report import ReportParams
-from pipeline.params.study import SweepParams, TrackingParams
+from pipeline.params.study import ClusterParams, SweepParams, TrackingParams
 
 __all__ = ["Params", "ParamsError", "load_params", "parse_params"]
 
@@ -32,29 +31,19 @@ class ParamsError(PipelineError, ValueError):
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    profile: str | None = None
-    profiles: dict[str, dict[str, Any]] = {}
+    profile: str | None = None  # the conf/profile/ file this params.yaml was composed with
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     objective: ObjectiveParams = ObjectiveParams()
     train: TrainParams = TrainParams()
-    sweep: SweepParams = SweepParams()
+    sweep: SweepParams = SweepParams.model_construct()  # its grids are the study's to declare
+    cluster: ClusterParams = ClusterParams()
     tracking: TrackingParams = TrackingParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _format_errors(err: ValidationError, source: str, profile: str | None) -> str:
+def _format_errors(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -67,32 +56,17 @@ def _format_errors(err: ValidationError, source: str, profile: str | None) -> st
         quiet = e["type"] in ("missing", "extra_forbidden", "value_error")
         shown = "" if quiet else f" (got {got!r})"
         lines.append(f"  {path}: {msg}{shown}")
-    where = f"{source}" + (f" with profile {profile!r}" if profile else "")
-    return f"invalid params in {where}:\n" + "\n".join(lines)
+    return f"invalid params in {source}:\n" + "\n".join(lines)
 
 
 def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
-    """Validate a params mapping (profile applied); raise ParamsError naming each bad key."""
-    raw = dict(raw or {})
-    if not isinstance(raw, dict):
+    """Validate a params mapping; raise ParamsError naming each bad key."""
+    if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{source}: top level must be a mapping of sections")
-    profile = raw.get("profile")
-    if profile is not None:
-        profiles = raw.get("profiles") or {}
-        if not isinstance(profile, str) or profile not in profiles:
-            known = ", ".join(sorted(profiles)) or "none defined"
-            raise ParamsError(
-                f"invalid params in {source}:\n  profile: unknown profile {profile!r} "
-                f"(profiles defined under 'profiles': {known})"
-            )
-        overrides = profiles[profile]
-        if not isinstance(overrides, dict):
-            raise ParamsError(f"invalid params in {source}:\n  profiles.{profile}: must be a mapping")
-        raw = _deep_merge({k: v for k, v in raw.items()}, overrides)
     try:
-        return Params.model_validate(raw)
+        return Params.model_validate(dict(raw or {}))
     except ValidationError as err:
-        raise ParamsError(_format_errors(err, source, profile)) from None
+        raise ParamsError(_format_errors(err, source)) from None
 
 
 def read_raw(path: str | Path) -> dict[str, Any]:
@@ -120,7 +94,6 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
 def with_overrides(params: Params, overrides: dict[str, Any], source: str = "overrides") -> Params:
     """A copy of validated params with dotted keys replaced, validated again."""
     raw = params.model_dump(by_alias=True)
-    raw["profile"] = None  # already applied
     for dotted, value in overrides.items():
         node = raw
         *parents, last = dotted.split(".")

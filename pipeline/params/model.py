@@ -14,28 +14,29 @@ from pipeline.params.base import Section
 
 
 class ModelParams(Section):
-    encoder: Literal["mlp", "conv"] = "mlp"
-    decoder: Literal["mlp", "conv", "pixelcnn"] = "mlp"
+    encoder: Literal["mlp", "conv"] = "mlp"  # mlp | conv (DCGAN-style)
+    decoder: Literal["mlp", "conv", "pixelcnn"] = "mlp"  # mlp | conv | pixelcnn (gated, conditioned on z)
     latent_dim: int = Field(10, ge=1, le=512)
     hidden: list[int] = Field([512, 512], min_length=1)  # MLP widths (decoder mirrors them)
     conv_channels: list[int] = Field([64, 128], min_length=2, max_length=2)  # DCGAN-style
     conv_fc: int = Field(1024, ge=1)
     # q(z|x) std = softplus(.) + std_floor: keeps log q(z|x) finite for near-deterministic
     # encoders (MMD-VAE has no KL term pulling the std up), which the IS estimator needs.
-    std_floor: float = Field(1e-3, ge=0.0, le=1.0)
+    std_floor: float = Field(1e-3, ge=0.0, le=1.0)  # q(z|x) std >= this: log q(z|x) stays finite
     pixelcnn_layers: int = Field(12, ge=2, le=64)  # first 7x7 mask A, then 3x3 mask B
     pixelcnn_maps: int = Field(32, ge=4, le=512)
     pixelcnn_cond_maps: int = Field(16, ge=1, le=512)  # spatial z-conditioning map channels
 
 
 class MMDParams(Section):
-    kernel: Literal["gaussian", "imq"] = "gaussian"
+    kernel: Literal["gaussian", "imq"] = "gaussian"  # gaussian | imq (multi-scale inverse multiquadratic)
     # gaussian k = exp(-|a-b|^2 / h): h = 2*dim (authors v1), dim^2 (authors' later code),
     # "median" (median pairwise squared distance), or a positive number.
+    # authors_v1 (2*dim) | authors_v2 (dim^2) | median | a number
     bandwidth: Literal["authors_v1", "authors_v2", "median"] | float = "authors_v1"
     # imq k = mean_s C_s / (C_s + |a-b|^2), C_s = 2 * dim * s (Tolstikhin et al.'s scales)
     imq_scales: list[float] = Field([0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0], min_length=1)
-    estimator: Literal["biased", "unbiased"] = "biased"
+    estimator: Literal["biased", "unbiased"] = "biased"  # biased (V-statistic, the authors') | unbiased
     prior_samples: int = Field(200, ge=2)
 
     @model_validator(mode="after")
@@ -68,13 +69,14 @@ class AdversarialParams(Section):
 class ObjectiveParams(Section):
     """L = E[-log p(x|z)] + (1 - alpha) KL(q(z|x)||p(z)) + (alpha + lambda - 1) D(q(z)||p(z))."""
 
+    # kl (ELBO family) | mmd | stein | adversarial
     divergence: Literal["kl", "mmd", "stein", "adversarial"] = "kl"
     # alpha <= 1 keeps the KL weight (1 - alpha) non-negative (alpha = 1: no KL term).
     alpha: float = Field(0.0, ge=-1e6, le=1.0)
     lambda_: float = Field(1.0, alias="lambda", ge=0.0, le=1e8)
     mmd: MMDParams = MMDParams()
     stein: SteinParams = SteinParams()
-    adversarial: AdversarialParams = AdversarialParams()
+    adversarial: AdversarialParams = AdversarialParams()  # WGAN-GP critic on z, as the authors
 
     model_config = {**Section.model_config, "populate_by_name": True}
 
@@ -98,7 +100,7 @@ class ObjectiveParams(Section):
 class TrainParams(Section):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(100, ge=2)
-    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"  # rmsprop (the authors' v1) | adam
     lr: float = Field(1e-3, gt=0.0, le=1e6)
     grad_clip: float | None = Field(10.0, gt=0.0)  # max global gradient norm; null: none
     seed: int = Field(0, ge=0)
@@ -108,5 +110,5 @@ class TrainParams(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when visible, else CPU
     # Per-epoch latent diagnostics (MMD to the prior, MI, log-det) on this many validation
     # encodings; 0 turns them off.
-    diagnostics_size: int = Field(1000, ge=0)
+    diagnostics_size: int = Field(1000, ge=0)  # validation encodings for per-epoch MMD / MI / log-det
     checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints

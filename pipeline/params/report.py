@@ -10,9 +10,11 @@ from pipeline.params.base import Section
 
 class ReportParams(Section):
     # index.html (self-contained), report.md and figures/*.png; replaced as a whole (a DVC out)
+    # index.html (self-contained) + report.md + figures/ (a DVC out)
     out_dir: str = Field("report", min_length=1)
     title: str = Field("InfoVAE reproduction study", min_length=1)
     dpi: int = Field(90, ge=50, le=300)  # PNG resolution: the HTML embeds every figure
     # Fig. 3 (D), MMD over training: the curves of this latent dim (the largest one if absent)
+    # Fig. 3 (D), MMD over training: this latent dim (else the largest)
     curve_latent_dim: int = Field(10, ge=1)
     log_to_mlflow: bool = True  # attach the report to the sweep's parent MLflow run (report/)

@@ -1,5 +1,5 @@
-"""The `sweep` and `tracking` sections: the grid of the study, how it is searched and scheduled,
-where it runs, and where its runs are recorded."""
+"""The `sweep`, `cluster` and `tracking` sections: the grid of the study, how it is searched and
+scheduled, where it runs, and where its runs are recorded."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class SearchDim(Section):
 
 
 class ASHAParams(Section):
-    grace_period: int = Field(1, ge=1)  # epochs before a trial can be stopped
+    grace_period: int = Field(4, ge=1)  # epochs before a trial can be stopped
     reduction_factor: float = Field(2.0, gt=1.0)
 
 
@@ -51,27 +51,28 @@ class SweepParams(Section):
     name: str = Field("infovae", pattern=r"^[A-Za-z0-9_.-]+$")
     # Named grids; each is a Cartesian product of axes. An axis value may be a mapping that
     # sets several keys at once (a "method": divergence with its alpha and lambda).
-    grids: dict[str, dict[str, list[Any]]] = {
-        "elbo": {"divergence": ["kl"], "alpha": [0.0], "lambda": [1.0]}}
+    # No default grid: a study declares its own (a default would be merged into every study's
+    # grids by the composition of conf/, since mappings merge key by key).
+    # grid name -> axis -> values (see conf/config.yaml)
+    grids: dict[str, dict[str, list[Any]]] = {}
     trials_per_cell: int = Field(1, ge=1)  # Optuna (TPE) trials in every grid cell
     search: dict[str, SearchDim] = {}  # dotted params key -> distribution
-    startup_trials: int = Field(5, ge=1)  # random trials per cell before TPE models the rest
+    startup_trials: int = Field(2, ge=1)  # random trials per cell before TPE models the rest
     seed: int = Field(0, ge=0)
     metric: str = "val_loss"  # selects the best trial per cell; ASHA compares within a cell
-    scheduler: Literal["asha", "none"] = "asha"
+    scheduler: Literal["asha", "none"] = "asha"  # asha | none
     asha: ASHAParams = ASHAParams()
     cpus_per_trial: float = Field(1.0, gt=0)
     # A fraction shares a GPU between trials; "auto": auto_gpu_share when the cluster has
     # GPUs, else 0 (the same params run on a laptop and on a GPU cluster).
+    # a number (fractions share a GPU) or auto: auto_gpu_share if the cluster has GPUs, else 0
     gpus_per_trial: Literal["auto"] | float = "auto"
+    # 4 trials per GPU; a trial given a GPU uses it, one without CUDA its CPUs
     auto_gpu_share: float = Field(0.25, gt=0, le=8)
     max_concurrent_trials: int | None = Field(None, ge=1)
-    address: str | None = None  # Ray cluster ("host:port" or "auto"); RAY_ADDRESS also works
-    num_cpus: int | None = Field(None, ge=1)  # local Ray only: CPUs offered (default: all)
-    num_gpus: int | None = Field(None, ge=0)  # local Ray only: GPUs declared (default: detected)
     storage_path: str = "results/ray"  # Ray's results; on a cluster, a path every node sees
     out_dir: str = "results/sweep"  # trials.parquet and best.json (DVC outs)
-    max_failures: int = Field(0, ge=0)  # retries of a trial whose process died
+    max_failures: int = Field(1, ge=0)  # retries of a trial whose process died
 
     @model_validator(mode="after")
     def _check(self) -> SweepParams:
@@ -88,9 +89,18 @@ class SweepParams(Section):
         return self
 
 
+class ClusterParams(Section):
+    """Where Ray runs, for the sweep's trials and the evaluation's tasks alike. Where, not what:
+    no setting here changes a result, so none enters the study's identity."""
+
+    address: str | None = None  # Ray cluster ("host:port" or "auto"); RAY_ADDRESS also works
+    num_cpus: int | None = Field(None, ge=1)  # local Ray only: CPUs offered (default: all)
+    num_gpus: int | None = Field(None, ge=0)  # local Ray only: GPUs declared (default: detected)
+
+
 class TrackingParams(Section):
     # sqlite:///mlflow.db is the embedded default; an http(s):// URI names a tracking server.
-    uri: str = "sqlite:///mlflow.db"
+    uri: str = "sqlite:///mlflow.db"  # or http://host:port of an MLflow tracking server
     experiment: str = Field("infovae", min_length=1)
     artifact_root: str = "mlartifacts"  # for a local store: where run artifacts are written
     connect_timeout_s: float = Field(5.0, gt=0)

@@ -154,7 +154,7 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
     exp_id = tracking.experiment_id(client, params.tracking, base)
     seconds["mlflow_start"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    connect(sweep)
+    connect(params.cluster)
     check_resources(sweep)
     seconds["ray_start"] = time.perf_counter() - clock
     fp = fingerprint(params)
