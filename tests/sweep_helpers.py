@@ -35,8 +35,9 @@ def tiny_params(tmp: Path, data_dir: Path, grids: dict, **sweep: Any):
         "tracking.artifact_root": str(tmp / "artifacts"),
     }
     overrides.update(sweep.pop("extra", {}))
-    if "address" in sweep:
-        overrides["cluster.address"] = sweep.pop("address")
+    for key in ("address", "num_gpus"):
+        if key in sweep:
+            overrides[f"cluster.{key}"] = sweep.pop(key)
     overrides.update({f"sweep.{k}": v for k, v in sweep.items()})
     return load_params(ROOT / "params.yaml", overrides)
 

@@ -120,3 +120,38 @@ def test_mlflow_server_over_the_study_store_lists_the_runs(smoke_study, tmp_path
     assert any(m["key"] == "eval_test_nll" for r in children for m in r["data"].get("metrics", []))
     parent = next(r for r in runs if r["info"]["run_id"] == sweep["parent_run_id"])
     assert parent["info"]["status"] == "FINISHED"
+
+
+def test_placement_settings_train_nothing_again(smoke_study):
+    """Issue 11's identity check, end to end: after the finished smoke study, new values of
+    settings that change no result (a download time-out, a mirror, torch threads, CPUs per
+    trial, evaluation threads) make `dvc repro` train and evaluate nothing again, and open no
+    new MLflow run. Last in this module: it changes the study's params."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    repo, _ = smoke_study
+
+    def starts() -> int:
+        return sum(f.read_text().count('"start"') for f in (repo / "results" / "ray").glob("*/starts/*.jsonl"))
+
+    def runs() -> int:
+        client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+        exp = client.get_experiment_by_name("infovae")
+        return len(client.search_runs([exp.experiment_id], max_results=5000))
+
+    before_starts, before_runs = starts(), runs()
+    assert before_starts > 0
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["data"].update(download_timeout_s=7.0, mirrors=["http://127.0.0.1:9/"])
+    raw["train"]["threads"] = 2
+    raw["sweep"]["cpus_per_trial"] = 2.0
+    raw["evaluate"]["threads"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    done = subprocess.run(["dvc", "repro"], cwd=repo, env=venv_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert starts() == before_starts  # no trial started, so none trained again
+    assert runs() == before_runs  # no new parent, no new trial run
+    evaluated = re.findall(r'"evaluated_now": (\d+)', done.stdout)
+    assert all(n == "0" for n in evaluated), done.stdout[-3000:]

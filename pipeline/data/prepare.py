@@ -161,7 +161,7 @@ def prepare(cfg: DataParams, sources: dict[str, Source] = SOURCES) -> dict[str, 
         "binarization": cfg.binarization,
         "pixel_scale": scale,
         "sources": raw.checksums,
-        "data_params": cfg.model_dump(),
+        "data_params": cfg.identity(),  # only what changes the data: see DataParams.placement
     }
     summary: dict[str, Any] = {"dataset": cfg.dataset, "binarization": cfg.binarization,
                                "count": {}, "mean_pixel": {}, "class_histogram": {}}

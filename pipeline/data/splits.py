@@ -89,3 +89,14 @@ def load_split(out_dir: str | Path, split: str, limit: int | None = None) -> Spl
     labels = torch.from_numpy(table.column("label").to_numpy()[:n].astype(np.int64))
     index = torch.from_numpy(table.column("index").to_numpy()[:n].astype(np.int64))
     return Split(images, labels, index, meta["binarization"])
+
+
+def content_digest(out_dir: str | Path, splits: tuple[str, ...] = ("train", "validation")) -> str:
+    """A digest of what training reads from these splits: the pixels (their SHA-256, recorded by
+    prepare), the row count and how the pixels are to be read (binarization, scale). Labels are
+    left out: no training objective reads them."""
+    parts = {}
+    for split in splits:
+        meta = read_metadata(Path(out_dir) / f"{split}.parquet")
+        parts[split] = {k: meta[k] for k in ("pixels_sha256", "rows", "binarization", "pixel_scale")}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

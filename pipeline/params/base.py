@@ -1,4 +1,9 @@
-"""The base every params section derives from: strict types, no unknown keys, immutable."""
+"""The base every params section derives from: strict types, no unknown keys, immutable, and
+a split of its keys into what changes a result (the identity) and where or how fast it runs."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -6,3 +11,29 @@ from pydantic import BaseModel, ConfigDict
 class Section(BaseModel):
     # strict: "3" is not an int and 1.5 is not an int; ints are still accepted for floats.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # Keys that say where, how fast or how verbosely work runs, never what it computes: they
+    # stay out of every identity (the sweep's fingerprint, a cell's id, the prepared data's
+    # metadata, the evaluation cache), so changing one reruns nothing.
+    placement: ClassVar[frozenset[str]] = frozenset()
+
+    def identity(self) -> dict[str, Any]:
+        """The section's values that change results, sub-sections included (JSON types)."""
+        out = {}
+        for name in type(self).model_fields:
+            if name in self.placement:
+                continue
+            value = getattr(self, name)
+            key = type(self).model_fields[name].alias or name
+            out[key] = value.identity() if isinstance(value, Section) else _plain(value)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

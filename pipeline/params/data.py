@@ -12,6 +12,9 @@ N_TRAIN_POOL = 60000  # MNIST and Fashion-MNIST training files; validation is ca
 
 
 class DataParams(Section):
+    placement = frozenset({"raw_dir", "out_dir", "summary", "train_sizes", "download", "mirrors",
+                           "download_timeout_s"})
+
     dataset: Literal["mnist", "fashion_mnist"] = "mnist"  # mnist | fashion_mnist
     # dynamic: keep grey levels, the training loop draws a fresh Bernoulli sample per batch;
     # threshold: pixel > threshold; fixed: the Larochelle & Murray (2011) binarized MNIST.
@@ -26,7 +29,7 @@ class DataParams(Section):
     validation_size: int = Field(5000, ge=1, le=N_TRAIN_POOL - 1)
     split_seed: int = Field(0, ge=0)
     # Nested training-set sizes for the overfitting study: subset n is the first n train rows.
-    train_sizes: list[int] = [500, 1000, 5000, 10000, 50000]  # nested: subset n = the first n train rows
+    train_sizes: list[int] = [500, 1000, 5000, 10000, 50000]
     download: bool = True
     # Base URLs tried in order for missing files; empty means the official mirrors.
     mirrors: list[str] = []  # base URLs to try instead of the official mirrors

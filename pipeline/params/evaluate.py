@@ -18,6 +18,8 @@ class ClassifierParams(Section):
     """The CNN that labels generated samples; retrained when its cache is missing or stale
     (different data checksums or different settings below)."""
 
+    placement = frozenset({"path"})
+
     path: str = Field("results/classifier/classifier.pt", min_length=1)
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(128, ge=2)
@@ -27,6 +29,11 @@ class ClassifierParams(Section):
 
 
 class EvaluateParams(Section):
+    # loglik_rows and batch_size only chunk the work: the estimators draw their noise per
+    # (example, block), independent of chunking (pipeline.evaluation.loglik).
+    placement = frozenset({"out_dir", "summary", "plots_dir", "device", "threads", "max_concurrent",
+                           "gpus_per_cell", "batch_size", "loglik_rows"})
+
     out_dir: str = Field("results/eval", min_length=1)  # metrics/history tables, images, cache
     summary: str = Field("results/metrics/evaluate.json", min_length=1)  # DVC metrics
     plots_dir: str = Field("results/plots", min_length=1)  # DVC plots data (CSV)

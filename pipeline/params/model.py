@@ -98,6 +98,8 @@ class ObjectiveParams(Section):
 
 
 class TrainParams(Section):
+    placement = frozenset({"threads", "device", "checkpoint_every"})
+
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(100, ge=2)
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"  # rmsprop (the authors' v1) | adam
@@ -110,5 +112,5 @@ class TrainParams(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when visible, else CPU
     # Per-epoch latent diagnostics (MMD to the prior, MI, log-det) on this many validation
     # encodings; 0 turns them off.
-    diagnostics_size: int = Field(1000, ge=0)  # validation encodings for per-epoch MMD / MI / log-det
+    diagnostics_size: int = Field(1000, ge=0)
     checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints

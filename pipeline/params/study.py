@@ -48,6 +48,12 @@ class ASHAParams(Section):
 
 
 class SweepParams(Section):
+    # How trials are packed, retried and stored. The name is not among them: it names the Ray
+    # experiment's directory (NAME-FINGERPRINT) and the MLflow parent run, so a new name is a
+    # new study.
+    placement = frozenset({"cpus_per_trial", "gpus_per_trial", "auto_gpu_share",
+                           "max_concurrent_trials", "storage_path", "out_dir", "max_failures"})
+
     name: str = Field("infovae", pattern=r"^[A-Za-z0-9_.-]+$")
     # Named grids; each is a Cartesian product of axes. An axis value may be a mapping that
     # sets several keys at once (a "method": divergence with its alpha and lambda).

@@ -16,6 +16,8 @@ from typing import Any
 from pipeline.params.load import Params, ParamsError, with_overrides
 from pipeline.params.study import AXIS_KEYS
 
+SPEC_SECTIONS = ("model", "objective", "train")  # what a trial's RunSpec carries
+
 SHORT = {"objective.divergence": "", "objective.alpha": "alpha=", "objective.lambda": "lambda=",
          "model.latent_dim": "d=", "train.train_size": "n=", "model.decoder": "dec=",
          "model.encoder": "enc="}
@@ -27,7 +29,6 @@ class Cell:
     overrides: dict[str, Any]  # dotted params key -> value (canonical, validated types)
     grids: tuple[str, ...]
     label: str
-    index: int  # position in the study, for seeding the cell's Optuna sampler
 
 
 def _get(params: Params, dotted: str) -> Any:
@@ -47,8 +48,23 @@ def _options(grid: str, axis: str, values: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def cell_id(overrides: dict[str, Any]) -> str:
-    canon = json.dumps(overrides, sort_keys=True, default=str)
+def spec_identity(params: Params, searched: set[str] = frozenset()) -> dict[str, Any]:
+    """What a trial of these params computes: the model, objective and train sections' result-
+    changing values (pipeline.params.base.Section.identity), less the keys Optuna searches
+    (their base value never runs)."""
+    spec = {s: getattr(params, s).identity() for s in SPEC_SECTIONS}
+    for dotted in searched:
+        section, *path = dotted.split(".")
+        node = spec.get(section)
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return spec
+
+
+def cell_id(identity: dict[str, Any]) -> str:
+    canon = json.dumps(identity, sort_keys=True, default=str)
     return "cell-" + hashlib.sha1(canon.encode()).hexdigest()[:10]
 
 
@@ -62,9 +78,10 @@ def label(overrides: dict[str, Any]) -> str:
 def expand(params: Params) -> list[Cell]:
     """Every cell of every grid, validated against the params schema (before any compute).
 
-    Cells are identified by the resolved values of every key any grid varies, so the same
-    configuration reached from two grids (one naming the decoder, one leaving it at its
-    default) is one cell.
+    A cell is identified by what its trials compute (spec_identity of its resolved params), so
+    the same configuration reached from two grids (one naming the decoder, one leaving it at its
+    default) is one cell, and a setting that changes no result (threads, device, where files
+    go) changes no cell's id.
     """
     combos: list[tuple[str, dict[str, Any]]] = []
     for grid, axes in params.sweep.grids.items():
@@ -85,12 +102,11 @@ def expand(params: Params) -> list[Cell]:
         except ParamsError as err:
             raise ParamsError(f"sweep.grids.{grid}: cell {overrides} is invalid: {err}") from None
         canon = {k: _get(resolved, k) for k in varied}  # canonical types: 1 and 1.0 agree
-        key = cell_id(canon)
+        key = cell_id(spec_identity(resolved, set(params.sweep.search)))
         grids = found.setdefault(key, (canon, []))[1]
         if grid not in grids:
             grids.append(grid)
-    return [Cell(key, canon, tuple(grids), label(canon), i)
-            for i, (key, (canon, grids)) in enumerate(found.items())]
+    return [Cell(key, canon, tuple(grids), label(canon)) for key, (canon, grids) in found.items()]
 
 
 def _order(key: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.data.splits import load_split
+from pipeline.data.splits import content_digest, load_split
 from pipeline.infra import atomic, tracking
 from pipeline.infra.cluster import check_resources, connect, gpus_per_trial
 from pipeline.infra.layout import BEST, SWEEP, TRIALS
@@ -37,11 +37,18 @@ FINGERPRINT_TAG = "infovae.fingerprint"
 ORPHAN_TAG = "infovae.orphaned"
 
 
-def fingerprint(params: Params) -> str:
-    keys = ("model", "objective", "train", "data")
-    sweep = params.sweep.model_dump(exclude={"address", "num_cpus", "num_gpus", "max_concurrent_trials",
-                                             "storage_path", "out_dir"})
-    blob = json.dumps({**{k: params.model_dump(by_alias=True)[k] for k in keys}, "sweep": sweep},
+def fingerprint(params: Params, cells: list[Cell], data_dir: str | Path) -> str:
+    """The study's identity: what its cells compute, how they are searched and scheduled, and
+    the content of the data they train on. Nothing that says where or how fast (threads,
+    CPUs per trial, mirrors, time-outs, paths) enters it, so changing such a setting resumes
+    the same Ray experiment, where every finished trial stays finished."""
+    sweep = params.sweep
+    search = {"search": {k: v.model_dump() for k, v in sorted(sweep.search.items())},
+              "trials_per_cell": sweep.trials_per_cell, "startup_trials": sweep.startup_trials,
+              "seed": sweep.seed, "metric": sweep.metric, "scheduler": sweep.scheduler}
+    if sweep.scheduler == "asha":
+        search["asha"] = sweep.asha.model_dump()
+    blob = json.dumps({"cells": sorted(c.id for c in cells), **search, "data": content_digest(data_dir)},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -157,7 +164,7 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
     connect(params.cluster)
     check_resources(sweep)
     seconds["ray_start"] = time.perf_counter() - clock
-    fp = fingerprint(params)
+    fp = fingerprint(params, cells, data_dir)
     storage = (base / sweep.storage_path).resolve()
     exp_name = f"{sweep.name}-{fp}"
     parent = _parent_run(client, exp_id, params, fp, len(cells))

@@ -38,6 +38,12 @@ def trial_spec(params: Params, cell: Cell, suggested: dict[str, Any], data_dir: 
     return RunSpec(p.model, p.objective, train, data_dir)
 
 
+def cell_seed(seed: int, cell: Cell) -> int:
+    """The seed of a cell's Optuna sampler: from the cell's id, not its position in the grid,
+    so that reordering or adding grids changes no cell's suggestions."""
+    return (seed + int(cell.id.removeprefix("cell-"), 16)) % (2**31)
+
+
 class CellSearcher(Searcher):
     def __init__(self, params: Params, cells: list[Cell], data_dir: str, metric: str, mode: str = "min",
                  audit_dir: str | None = None):
@@ -50,7 +56,7 @@ class CellSearcher(Searcher):
         self.studies = {
             c.id: optuna.create_study(
                 direction="minimize" if mode == "min" else "maximize",
-                sampler=optuna.samplers.TPESampler(seed=sweep.seed + c.index,
+                sampler=optuna.samplers.TPESampler(seed=cell_seed(sweep.seed, c),
                                                    n_startup_trials=sweep.startup_trials))
             for c in cells
         }
