@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import ROOT, prepared_mnist, row, timed
-from pipeline.evaluation.evaluate import binarize_once
+from pipeline.evaluation.context import binarize_once
 from pipeline.evaluation.loglik import DEFAULT_ROWS, model_log_likelihood
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.model.objective import InfoVAE

@@ -5,13 +5,14 @@ import json
 
 from pipeline.infra.stage import parser, run
 from pipeline.params.load import load_params
+from pipeline.params.stages import stage_params
 
 
 def main(argv=None):
     args = parser(__doc__).parse_args(argv)
     from pipeline.evaluation.study import evaluate_study
 
-    print(json.dumps(evaluate_study(load_params(args.params))))
+    print(json.dumps(evaluate_study(stage_params(load_params(args.params), "evaluate"))))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ import json
 
 from pipeline.infra.stage import parser, run
 from pipeline.params.load import load_params
+from pipeline.params.stages import stage_params
 
 
 def main(argv=None):
     args = parser(__doc__).parse_args(argv)
     from pipeline.report.study import build_report
 
-    print(json.dumps(build_report(load_params(args.params))))
+    print(json.dumps(build_report(stage_params(load_params(args.params), "report"))))
 
 
 if __name__ == "__main__":

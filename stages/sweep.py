@@ -5,13 +5,14 @@ import json
 
 from pipeline.infra.stage import parser, run
 from pipeline.params.load import load_params
+from pipeline.params.stages import stage_params
 
 
 def main(argv=None):
     args = parser(__doc__).parse_args(argv)
     from pipeline.sweep.run import run_sweep
 
-    print(json.dumps(run_sweep(load_params(args.params))))
+    print(json.dumps(run_sweep(stage_params(load_params(args.params), "sweep"))))
 
 
 if __name__ == "__main__":

@@ -19,12 +19,14 @@ from PIL import Image
 
 from pipeline.infra import tracking
 from pipeline.infra.errors import PipelineError
-from pipeline.params.report import ReportParams
-from pipeline.params.study import SweepParams, TrackingParams
+from pipeline.params.load import load_params, with_overrides
+from pipeline.params.stages import stage_params
+from pipeline.params.study import TrackingParams
 from pipeline.params.vocab import method_name
 from pipeline.report import study as report_study
 from pipeline.report.doc import missing, num
 from pipeline.report.study import build_report
+from tests.conftest import ROOT
 
 GRIDS = ("table1", "latent_dim", "train_size", "information_preference", "alpha_lambda")
 METHODS = {"ELBO": ("kl", 0.0, 1.0), "Unregularized": ("kl", 1.0, 0.0), "MMD-VAE": ("mmd", 1.0, 1000.0),
@@ -154,10 +156,10 @@ def write_study(base: Path, grids: tuple[str, ...] = GRIDS, parent_run_id: str |
         "trials": len(trials), **counts, "epochs": 5, "grids": {g: ["method"] for g in grids}}))
 
 
-def _params(**tracking_args) -> SimpleNamespace:
-    """The sections build_report reads."""
-    return SimpleNamespace(sweep=SweepParams(), tracking=TrackingParams(**tracking_args),
-                           evaluate=SimpleNamespace(out_dir="results/eval"), report=ReportParams(dpi=50))
+def _params(**tracking_args):
+    """The report stage's view of the study's params (small figures; this tracking store)."""
+    overrides = {"report.dpi": 50, **{f"tracking.{k}": v for k, v in tracking_args.items()}}
+    return stage_params(with_overrides(load_params(ROOT / "params.yaml"), overrides), "report")
 
 
 @pytest.fixture(scope="module")

@@ -133,7 +133,8 @@ def test_placement_settings_train_nothing_again(smoke_study):
     repo, _ = smoke_study
 
     def starts() -> int:
-        return sum(f.read_text().count('"start"') for f in (repo / "results" / "ray").glob("*/starts/*.jsonl"))
+        audits = (repo / "results" / "ray").glob("*/starts/*.jsonl")
+        return sum(f.read_text().count('"start"') for f in audits)
 
     def runs() -> int:
         client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")

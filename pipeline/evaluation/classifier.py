@@ -53,7 +53,7 @@ def cache_key(data_dir: str | Path, cfg: ClassifierParams) -> dict[str, Any]:
         "binarization": meta["train"]["binarization"],
         "train_sha256": meta["train"]["pixels_sha256"],
         "test_sha256": meta["test"]["pixels_sha256"],
-        "train": {k: v for k, v in cfg.model_dump().items() if k != "path"},
+        "train": cfg.identity(),
     }
 
 

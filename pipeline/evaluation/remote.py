@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.evaluation.jobs import evaluate_job
 from pipeline.infra.cluster import check_fits, connect
 from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import EvaluateParams
-from pipeline.params.load import Params
 
 
 class RemoteEvaluationError(PipelineError):
@@ -56,14 +56,13 @@ def _prepare_classifier(params: EvaluateParams, data_dir: str) -> dict[str, Any]
 def _evaluate(job, params: EvaluateParams, base: str, data_dir: str) -> dict[str, Any]:
     import ray
 
-    from pipeline.evaluation.study import evaluate_job
 
     return evaluate_job(job, _task_params(params), Path(base), Path(data_dir),
                         log=lambda m: print(f"{job.label}{m}", flush=True),
                         extra={"ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids())})
 
 
-def run_on_ray(jobs: list, params: Params, run_params: EvaluateParams, base: Path, data_dir: Path,
+def run_on_ray(jobs: list, params, run_params: EvaluateParams, base: Path, data_dir: Path,
                log=print) -> dict[str, dict[str, Any]]:
     import ray
 

@@ -6,45 +6,36 @@ trial, every metric of pipeline.evaluation.evaluate), history.parquet (the best 
 per-epoch training metrics, for the over-training figures), images/<cell>/ (their sample and
 reconstruction grids), summary.json (DVC metrics) and plots/*.csv (DVC plots).
 
-Each evaluation is cached under results/eval/cache by the checkpoint's digest and the
-evaluate params, so an interrupted or repeated stage does not measure a checkpoint twice.
+Each evaluation is cached under results/eval/cache by the checkpoint's digest, the evaluate
+settings that change results and the data's content, so an interrupted or repeated stage does
+not measure a checkpoint twice, and new threads or devices measure nothing again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from pipeline.evaluation.evaluate import evaluate_checkpoint
+from pipeline.data.splits import content_digest
+from pipeline.evaluation.jobs import Job, cache_key, evaluate_job
 from pipeline.infra import atomic, tracking
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES
 from pipeline.params.evaluate import EvaluateParams
-from pipeline.params.load import Params
-from pipeline.params.vocab import method_name
+from pipeline.params.stages import StageParams, stage_params
 from pipeline.train import checkpoint as ckpt
 
 
 class EvaluationError(PipelineError):
     pass
-
-
-def _digest(path: Path, params: dict) -> str:
-    h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def load_best(path: Path) -> dict[str, Any]:
@@ -57,42 +48,47 @@ def history_rows(cell: str, state: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"cell": cell, **{k: float(v) for k, v in h.items()}} for h in state.get("history", [])]
 
 
-def evaluate_study(params: Params, base_dir: str | Path = ".", log=print) -> dict[str, Any]:
+def _meta(cell: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A cell's columns from best.json, where the sweep wrote what the cell is (its method and
+    decoder from the cell's resolved spec), so a cell with no usable trial is still named."""
+    return {"cell": cell, "cell_label": entry["label"], "grids": ",".join(entry["grids"]),
+            "trial_id": entry.get("trial_id"), "trial_status": entry.get("status"),
+            "mlflow_run_id": entry.get("mlflow_run_id"), "method": entry.get("method")}
+
+
+def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[str, Any]:
+    """The evaluate stage over params (its view: pipeline.params.stages)."""
+    params = params if isinstance(params, StageParams) else stage_params(params, "evaluate")
     base = Path(base_dir).resolve()
     best = load_best(base / params.sweep.out_dir / BEST)
     data_dir = base / params.data.out_dir
     out = base / params.evaluate.out_dir
     cache = out / CACHE
     cache.mkdir(parents=True, exist_ok=True)
-    # What changes a measurement keys its cache; where and how many at once does not.
-    eval_params = params.evaluate.model_dump(exclude={"out_dir", "max_concurrent", "gpus_per_cell"})
     # The classifier cache is named relative to the repository, wherever a worker runs.
-    run_params = params.evaluate.model_copy(update={"classifier": params.evaluate.classifier.model_copy(
+    settings = params.evaluate.model_copy(update={"classifier": params.evaluate.classifier.model_copy(
         update={"path": str(base / params.evaluate.classifier.path)})})
+    test_digest = content_digest(data_dir, ("test", "train"))
     start = time.perf_counter()
-    metas, cached, todo = {}, {}, []
+    cached, todo = {}, []
     for n, (cell, entry) in enumerate(best.items(), 1):
-        metas[cell] = {"cell": cell, "cell_label": entry["label"], "grids": ",".join(entry["grids"]),
-                       "trial_id": entry.get("trial_id"), "trial_status": entry.get("status"),
-                       "mlflow_run_id": entry.get("mlflow_run_id"), **_method(entry["overrides"], params)}
         if not entry.get("checkpoint"):
             log(f"[{n}/{len(best)}] {entry['label']}: no usable trial ({entry.get('errors')})")
             continue
-        key = _digest(base / entry["checkpoint"] / ckpt.FILENAME, eval_params)
+        key = cache_key(base / entry["checkpoint"] / ckpt.FILENAME, settings, test_digest)
         path = cache / f"{key}.json"
         if path.is_file():
             cached[cell] = json.loads(path.read_text())
             log(f"[{n}/{len(best)}] {entry['label']}: cached")
         else:
-            decoder = entry["overrides"].get("model.decoder", params.model.decoder)
             todo.append(Job(cell, f"[{n}/{len(best)}] {entry['label']}", entry["checkpoint"], path,
-                            autoregressive=decoder == "pixelcnn"))
-    fresh = run_jobs(todo, params, run_params, base, data_dir, log)
+                            autoregressive=entry.get("decoder") == "pixelcnn"))
+    fresh = run_jobs(todo, params, settings, base, data_dir, log)
     rows, history = [], []
     client = None
     with atomic.replace_dir(out / IMAGES) as images:
         for cell, entry in best.items():
-            meta = metas[cell]
+            meta = _meta(cell, entry)
             if not entry.get("checkpoint"):
                 rows.append({**meta, "status": "FAILED", "error": "; ".join(entry.get("errors") or [])})
                 continue
@@ -115,58 +111,21 @@ def evaluate_study(params: Params, base_dir: str | Path = ".", log=print) -> dic
             "seconds": round(time.perf_counter() - start, 1), "summary": len(summary)}
 
 
-@dataclass(frozen=True)
-class Job:
-    """One cell to evaluate: its checkpoint (relative to the repository) and its cache file."""
-
-    cell: str
-    label: str
-    checkpoint: str
-    cache: Path
-    autoregressive: bool = False  # a PixelCNN decoder: the costly evaluations (sampling, IS)
-
-
-def evaluate_job(job: Job, params: EvaluateParams, base: Path, data_dir: Path, log=print,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate one cell and cache its row (with `extra`) at once, atomically: an interrupted
-    stage keeps every cell it finished."""
-    result = evaluate_checkpoint(base / job.checkpoint, params, data_dir, log=lambda m: log(f"    {m}"))
-    result["checkpoint"] = job.checkpoint  # relative: no host paths
-    result.update(extra or {})
-    result = _finite(result)
-    atomic.write_json(job.cache, result)
-    return result
-
-
-def run_jobs(jobs: list[Job], params: Params, run_params: EvaluateParams, base: Path, data_dir: Path,
+def run_jobs(jobs: list[Job], params: StageParams, settings: EvaluateParams, base: Path, data_dir: Path,
              log=print) -> dict[str, dict[str, Any]]:
     """Every job's row by cell: in this process one after another (evaluate.max_concurrent 1),
-    else as Ray tasks, at most max_concurrent at a time, on the sweep's Ray (local or cluster)."""
+    else as Ray tasks, at most max_concurrent at a time, on the cluster section's Ray."""
     if not jobs:
         return {}
     if params.evaluate.max_concurrent == 1:
         out = {}
         for job in jobs:
             log(f"{job.label}: evaluating {job.checkpoint}")
-            out[job.cell] = evaluate_job(job, run_params, base, data_dir, log)
+            out[job.cell] = evaluate_job(job, settings, base, data_dir, log)
         return out
     from pipeline.evaluation.remote import run_on_ray
 
-    return run_on_ray(jobs, params, run_params, base, data_dir, log)
-
-
-def _method(overrides: dict[str, Any], params: Params) -> dict[str, Any]:
-    get = overrides.get
-    divergence = get("objective.divergence", params.objective.divergence)
-    alpha = get("objective.alpha", params.objective.alpha)
-    lam = get("objective.lambda", params.objective.lambda_)
-    return {"method": method_name(divergence, alpha, lam)}
-
-
-def _finite(row: dict[str, Any]) -> dict[str, Any]:
-    import math
-
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    return run_on_ray(jobs, params, settings, base, data_dir, log)
 
 
 def _log_to_run(client, run_id: str, result: dict[str, Any]) -> None:

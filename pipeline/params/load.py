@@ -36,7 +36,7 @@ class Params(BaseModel):
     model: ModelParams = ModelParams()
     objective: ObjectiveParams = ObjectiveParams()
     train: TrainParams = TrainParams()
-    sweep: SweepParams = SweepParams.model_construct()  # its grids are the study's to declare
+    sweep: SweepParams = SweepParams()
     cluster: ClusterParams = ClusterParams()
     tracking: TrackingParams = TrackingParams()
     evaluate: EvaluateParams = EvaluateParams()

@@ -84,8 +84,6 @@ class SweepParams(Section):
     def _check(self) -> SweepParams:
         if isinstance(self.gpus_per_trial, float) and self.gpus_per_trial < 0:
             raise ValueError(f"gpus_per_trial must be >= 0 or 'auto', got {self.gpus_per_trial}")
-        if not self.grids:
-            raise ValueError("grids: no grid declared: the sweep would run nothing")
         for name, axes in self.grids.items():
             if not axes:
                 raise ValueError(f"grids.{name}: an empty grid (no axes)")

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.infra import atomic, tracking
+from pipeline.params.load import Params
 from pipeline.params.report import ReportParams
+from pipeline.params.stages import stage_params
 from pipeline.report.data import ReportError, StudyInputs, load_inputs
 from pipeline.report.doc import Report
 from pipeline.report.experiments import information_section, latent_dim_section, train_size_section
@@ -20,7 +22,6 @@ from pipeline.report.samples import header, samples_section
 from pipeline.report.tables import table1, trials_section
 
 INDEX, MARKDOWN = "index.html", "report.md"
-EVAL_DIR = "results/eval"  # the evaluate stage's default out dir
 
 
 def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str) -> Report:
@@ -39,13 +40,6 @@ def write_report(report: Report, out: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return [out / name for name in files]
-
-
-def _sections(params: Any) -> tuple[ReportParams, str]:
-    # params.report and params.evaluate.out_dir: defaults until both sections are in pipeline.params.load
-    cfg = getattr(params, "report", None) or ReportParams()
-    eval_dir = getattr(getattr(params, "evaluate", None), "out_dir", None) or EVAL_DIR
-    return cfg, eval_dir
 
 
 def _parent_client(params: Any, cfg: ReportParams, inputs: StudyInputs, base: Path, log: Callable) -> Any:
@@ -78,8 +72,10 @@ def build_report(params: Any, base_dir: str | Path = ".",
     """Build the report of the study in `base_dir` from params (sweep.out_dir, evaluate.out_dir,
     report, tracking). The previous report stays in place unless the new one is complete."""
     start = time.perf_counter()
+    if isinstance(params, Params):
+        params = stage_params(params, "report")
     base = Path(base_dir).resolve()
-    cfg, eval_dir = _sections(params)
+    cfg, eval_dir = params.report, params.evaluate.out_dir
     out = base / cfg.out_dir
     with atomic.replace_dir(out) as tmp:
         inputs = load_inputs(base, params.sweep.out_dir, eval_dir)

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.params.load import Params, ParamsError, with_overrides
 from pipeline.params.study import AXIS_KEYS
+from pipeline.params.vocab import method_name
 
 SPEC_SECTIONS = ("model", "objective", "train")  # what a trial's RunSpec carries
 
@@ -29,6 +30,8 @@ class Cell:
     overrides: dict[str, Any]  # dotted params key -> value (canonical, validated types)
     grids: tuple[str, ...]
     label: str
+    method: str  # the InfoVAE family member (pipeline.params.vocab.method_name)
+    decoder: str
 
 
 def _get(params: Params, dotted: str) -> Any:
@@ -83,6 +86,8 @@ def expand(params: Params) -> list[Cell]:
     default) is one cell, and a setting that changes no result (threads, device, where files
     go) changes no cell's id.
     """
+    if not params.sweep.grids:
+        raise ParamsError("invalid params:\n  sweep.grids: no grid declared: the sweep would run nothing")
     combos: list[tuple[str, dict[str, Any]]] = []
     for grid, axes in params.sweep.grids.items():
         lists = [_options(grid, axis, values) for axis, values in axes.items()]
@@ -95,18 +100,21 @@ def expand(params: Params) -> list[Cell]:
                 overrides.update(part)
             combos.append((grid, overrides))
     varied = sorted({k for _, o in combos for k in o}, key=_order)
-    found: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    found: dict[str, tuple[dict[str, Any], list[str], tuple[str, str]]] = {}
     for grid, overrides in combos:
         try:
-            resolved = with_overrides(params, overrides, source=f"sweep.grids.{grid}")
+            resolved = _override(params, overrides, source=f"sweep.grids.{grid}")
         except ParamsError as err:
             raise ParamsError(f"sweep.grids.{grid}: cell {overrides} is invalid: {err}") from None
         canon = {k: _get(resolved, k) for k in varied}  # canonical types: 1 and 1.0 agree
         key = cell_id(spec_identity(resolved, set(params.sweep.search)))
-        grids = found.setdefault(key, (canon, []))[1]
+        obj = resolved.objective
+        named = (method_name(obj.divergence, obj.alpha, obj.lambda_), resolved.model.decoder)
+        grids = found.setdefault(key, (canon, [], named))[1]
         if grid not in grids:
             grids.append(grid)
-    return [Cell(key, canon, tuple(grids), label(canon)) for key, (canon, grids) in found.items()]
+    return [Cell(key, canon, tuple(grids), label(canon), *named)
+            for key, (canon, grids, named) in found.items()]
 
 
 def _order(key: str) -> tuple[int, str]:
@@ -116,4 +124,11 @@ def _order(key: str) -> tuple[int, str]:
 
 def resolve(params: Params, cell: Cell, suggested: dict[str, Any]) -> Params:
     """The full params of one trial: the cell's overrides plus Optuna's suggestions."""
-    return with_overrides(params, {**cell.overrides, **suggested}, source=f"trial in {cell.label}")
+    return _override(params, {**cell.overrides, **suggested}, source=f"trial in {cell.label}")
+
+
+def _override(params, overrides: dict[str, Any], source: str):
+    """with_overrides for full params or a stage's view of them (which keeps to its sections)."""
+    if hasattr(params, "with_overrides"):
+        return params.with_overrides(overrides, source=source)
+    return with_overrides(params, overrides, source=source)

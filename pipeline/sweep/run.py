@@ -20,6 +20,7 @@ from pipeline.infra import atomic, tracking
 from pipeline.infra.cluster import check_resources, connect, gpus_per_trial
 from pipeline.infra.layout import BEST, SWEEP, TRIALS
 from pipeline.params.load import Params, ParamsError
+from pipeline.params.stages import StageParams, stage_params
 from pipeline.sweep.atomic_fs import flush_deferred, prune_stale_checkpoints, storage_filesystem
 from pipeline.sweep.grid import Cell, expand
 from pipeline.sweep.logger import (
@@ -81,8 +82,8 @@ def _parent_run(client, exp_id: str, params: Params, fp: str, n_cells: int) -> s
         return run_id
     run = tracking.retry(client.create_run, exp_id, run_name=f"sweep {name}",
                          tags={SWEEP_TAG: name, FINGERPRINT_TAG: fp, "infovae.cells": str(n_cells)})
-    sections = params.model_dump(by_alias=True, include={"model", "objective", "train", "sweep"})
-    sections["sweep"].pop("address", None)
+    sections = {s: getattr(params, s).model_dump(by_alias=True) for s in ("model", "objective", "train")}
+    sections["sweep"] = params.sweep.model_dump(by_alias=True)
     tracking.log_params(client, run.info.run_id, sections)
     return run.info.run_id
 
@@ -127,6 +128,7 @@ def summarise(trials: list, runs: dict[str, str], cells: list[Cell], epochs: int
         usable = [r for r in mine if r["status"] != "FAILED" and r.get(metric) is not None]
         finished = [r for r in usable if r["status"] == "FINISHED"] or usable
         entry = {"label": cell.label, "grids": list(cell.grids), "overrides": cell.overrides,
+                 "method": cell.method, "decoder": cell.decoder,
                  "trials": len(mine), "failed": sum(r["status"] == "FAILED" for r in mine)}
         if finished:
             top = min(finished, key=lambda r: r[metric])
@@ -145,12 +147,14 @@ def write_outputs(out_dir: Path, rows: list[dict], best: dict, sweep: dict) -> N
     atomic.write_json(out_dir / SWEEP, sweep)
 
 
-def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
+def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[str, Any]:
+    """The sweep stage over params (its view: pipeline.params.stages)."""
     from ray import tune
 
     from pipeline.sweep.scheduler import PerCellASHA
     from pipeline.sweep.trainable import AUDIT_DIR, run_trial
 
+    params = params if isinstance(params, StageParams) else stage_params(params, "sweep")
     base = Path(base_dir).resolve()
     sweep = params.sweep
     clock = time.perf_counter()

@@ -14,11 +14,17 @@ max(c_k, 1/2) / sum_j max(c_j, 1/2)), so a model generating a single class score
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from pipeline.model.base import Decoder
+
+if TYPE_CHECKING:  # the metric's signature only: no import of the evaluation at run time
+    from pipeline.evaluation.context import EvalData, Trained
+    from pipeline.params.evaluate import EvaluateParams
+
 
 EMPTY_CLASS_COUNT = 0.5  # the floor of a class count (half a sample), see above
 DEFAULT_SAMPLES = 10_000
@@ -65,3 +71,14 @@ def generated_labels(decoder: Decoder, classifier: nn.Module, latent_dim: int,
             x = decoder.sample(z) if images == "sample" else decoder.mean_image(z)
             labels.append(classifier(x).argmax(1).cpu())
     return torch.cat(labels)
+
+
+def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[str, Any]:
+    """class_mismatch_samples images from the model, labelled by the cached MNIST classifier."""
+    from pipeline.evaluation.classifier import get_classifier
+
+    clf, meta = get_classifier(data.data_dir, settings.classifier, model.device)
+    labels = generated_labels(model.net.decoder, clf, model.spec.model.latent_dim,
+                              settings.class_mismatch_samples, settings.class_mismatch_images, settings.seed)
+    return {**class_mismatch(labels), "class_samples": len(labels),
+            "classifier_accuracy": meta["test_accuracy"]}

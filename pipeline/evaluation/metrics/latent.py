@@ -7,12 +7,18 @@ Pure functions of encodings; each has known-answer tests in tests/test_metrics_l
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from pipeline.model.base import LOG_2PI
 from pipeline.model.divergences.mmd import mmd
+
+if TYPE_CHECKING:  # the metric's signature only: no import of the evaluation at run time
+    from pipeline.evaluation.context import EvalData, Trained
+    from pipeline.params.evaluate import EvaluateParams
+
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z|x]) > 0.01
 
@@ -69,3 +75,18 @@ def latent_diagnostics(mean: Tensor, std: Tensor, generator: torch.Generator | N
         "mi": mutual_information(mean, std, z),
         "active_units": float(active_units(mean)),
     }
+
+
+def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[str, Any]:
+    """The diagnostics on the test encodings, and on the cell's own training images (train
+    subsets are prefixes): covariance log-det on train vs test is the paper's Fig. 4."""
+    mean, std = data.encodings(model, "test")
+    n = settings.latent_size or len(mean)
+    g = torch.Generator().manual_seed(settings.seed)
+    out = {**latent_diagnostics(mean[:n], std[:n], generator=g), "latent_n": min(n, len(mean))}
+    n_train = min(n, model.spec.train.train_size or n)
+    m, s = data.encodings(model, "train", n_train)
+    g = torch.Generator().manual_seed(settings.seed + 1)
+    out.update({f"train_{k}": v for k, v in latent_diagnostics(m, s, generator=g).items()})
+    out["train_latent_n"] = len(m)
+    return out

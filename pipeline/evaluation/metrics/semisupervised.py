@@ -11,9 +11,15 @@ A code that separates the classes gives an error near 0; one that ignores them, 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.svm import SVC
+
+if TYPE_CHECKING:  # the metric's signature only: no import of the evaluation at run time
+    from pipeline.evaluation.context import EvalData, Trained
+    from pipeline.params.evaluate import EvaluateParams
+
 
 DEFAULT_LABEL_COUNTS = (100, 1000)
 DEFAULT_REPEATS = 5
@@ -62,3 +68,15 @@ def semisupervised_error(pool_z: np.ndarray, pool_y: np.ndarray, test_z: np.ndar
         out[f"ss_error_{n}"] = float(np.mean(errors))
         out[f"ss_error_{n}_std"] = float(np.std(errors))
     return out
+
+
+def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[str, float]:
+    """The SVC on posterior means of the first semisupervised_pool train images, scored on the
+    test encodings."""
+    pool, _ = data.split("train", settings.semisupervised_pool)
+    test, _ = data.split("test")
+    pool_mean, _ = data.encodings(model, "train", settings.semisupervised_pool)
+    test_mean, _ = data.encodings(model, "test")
+    return semisupervised_error(pool_mean.numpy(), pool.labels.numpy(), test_mean.numpy(),
+                                test.labels.numpy(), settings.semisupervised_labels,
+                                settings.semisupervised_repeats, settings.seed)

@@ -1,0 +1,37 @@
+"""Test and train negative log-likelihood, importance-sampled with q(z|x) as the proposal.
+
+    log p(x) ~= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x)     (Burda et al. 2016)
+
+K = evaluate.loglik_k on the first loglik_test_size test images, and on the first
+loglik_train_size train images (the cell's own training images are a prefix of these): the gap
+between the two is the over-fitting the paper's Table 1 discussion refers to. The estimator
+itself (chunking, seeds, the float64 log-sum-exp) is pipeline.evaluation.loglik.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.evaluation.context import EvalData, Trained
+from pipeline.evaluation.loglik import model_log_likelihood, stderr_progress
+from pipeline.params.evaluate import EvaluateParams
+
+
+def loglik(model: Trained, data: EvalData, settings: EvaluateParams, split: str, limit: int | None,
+           method: str, samples: int, seed: int, prefix: str) -> dict[str, Any]:
+    """One estimate's summary (`<prefix>_nll`, its standard error, ...) on a split's prefix."""
+    _, x = data.split(split, limit)
+    progress = stderr_progress(f"{prefix} log-likelihood", data.progress_every_s) \
+        if data.progress_every_s else None
+    est = model_log_likelihood(model.net, x, method, samples, seed=seed, rows=settings.loglik_rows,
+                               progress=progress)
+    return est.summary(prefix)
+
+
+def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[str, Any]:
+    out = loglik(model, data, settings, "test", settings.loglik_test_size, "is", settings.loglik_k,
+                 settings.seed, "test")
+    if settings.loglik_train_size:
+        out.update(loglik(model, data, settings, "train", settings.loglik_train_size, "is",
+                          settings.loglik_k, settings.seed + 1, "train"))
+    return out
