@@ -31,9 +31,10 @@ import torch.nn.functional as F
 
 from bench.common import ROOT, prepared_mnist, row, timed
 from pipeline.evaluation.context import binarize_once
-from pipeline.evaluation.loglik import DEFAULT_ROWS, model_log_likelihood
+from pipeline.evaluation.loglik import model_log_likelihood
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.model.objective import InfoVAE
+from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams
 
 K = 5000
@@ -97,9 +98,9 @@ def memory_child(k: int, rows: int) -> None:
         line = next(s for s in Path("/proc/self/status").read_text().splitlines() if s.startswith(field))
         return int(line.split()[1]) * 1024
 
-    model_log_likelihood(model, x[:1], samples=1, rows=rows)  # warm up the allocator and kernels
+    model_log_likelihood(model, x[:1], "is", 1, rows=rows)  # warm up the allocator and kernels
     before = status("VmRSS:")
-    model_log_likelihood(model, x, samples=k, rows=rows)
+    model_log_likelihood(model, x, "is", k, rows=rows)
     print(json.dumps({"before": before, "peak": status("VmHWM:")}))
 
 
@@ -122,12 +123,12 @@ def main() -> None:
         # Interleaved, best of 5: the machine is shared, so both sides see the same quiet spells.
         t_ours, t_mm = [], []
         for _ in range(5):
-            t_ours.append(timed(lambda r=r: model_log_likelihood(model, x, samples=K, rows=r), 1)[1])
+            t_ours.append(timed(lambda r=r: model_log_likelihood(model, x, "is", K, rows=r), 1)[1])
             t_mm.append(matmul_seconds(model, r, evals))
         ours[r], bounds[r] = evals / min(t_ours), evals / min(t_mm)
         row(f"rows={r}: ours / matmul bound at the same R",
             f"{ours[r] / 1e3:.0f}k / {bounds[r] / 1e3:.0f}k", f"{ours[r] / bounds[r]:.0%}")
-    d = DEFAULT_ROWS
+    d = EvaluateParams().loglik_rows  # the schema's default
     best_bound = max(bounds.values())
     row(f"default rows={d}: fraction of the matmul bound", f"{ours[d] / bounds[d]:.0%}", "goal >= 70%",
         "OK" if ours[d] / bounds[d] >= 0.7 else "MISSED")
@@ -138,7 +139,7 @@ def main() -> None:
     for _ in range(5):
         t_common.append(timed(lambda: per_example_estimate(model, x[:n_base], K), 1)[1])
         t_strict.append(timed(lambda: per_example_estimate(model, x[:n_base], K, reencode=False), 1)[1])
-        t_ours.append(timed(lambda: model_log_likelihood(model, x[:n_base], samples=K), 1)[1])
+        t_ours.append(timed(lambda: model_log_likelihood(model, x[:n_base], "is", K, rows=d), 1)[1])
     common, strict = n_base * K / min(t_common), n_base * K / min(t_strict)
     paired = n_base * K / min(t_ours)  # ours, timed interleaved with the baselines
     row("per-example estimator (re-encodes, sigmoid+BCE)", f"{common / 1e3:.0f}k/s")
@@ -147,7 +148,7 @@ def main() -> None:
         "OK" if paired / common >= 3 else "MISSED")
     row("per-example, encoding once (stricter baseline)", f"{strict / 1e3:.0f}k/s")
     row("  speed-up of ours", f"{paired / strict:.2f}x")
-    ref = model_log_likelihood(model, x[:n_base], samples=K).per_example
+    ref = model_log_likelihood(model, x[:n_base], "is", K, rows=d).per_example
     base = per_example_estimate(model, x[:n_base], K).double()
     row("  |ours - per-example| log p(x), nats (max)", f"{float((ref - base).abs().max()):.3f}")
 

@@ -275,7 +275,12 @@ def test_build_divergence_returns_the_named_module_and_gradients_reach_z(name, c
         assert value.item() == 0 and (z.grad == 0).all()
     else:
         assert z.grad.abs().sum() > 0
-    assert div.update(z.detach()) == {} or name == "adversarial"
+    logged = div.update(z.detach())
+    if name == "adversarial":  # the critic's own step, logged
+        assert set(logged) == {"critic_loss", "w1_estimate", "gradient_penalty"}
+        assert all(math.isfinite(v) for v in logged.values())
+    else:
+        assert logged == {}
 
 
 @pytest.mark.gpu

@@ -170,16 +170,16 @@ def test_model_adapters_agree_with_direct_evaluation(decoder):
     model = InfoVAE.build(small, ObjectiveParams()).eval()
     g = torch.Generator().manual_seed(1)
     x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3), generator=g)
-    est = model_log_likelihood(model, x, "is", samples=40, seed=2, rows=64)
+    est = model_log_likelihood(model, x, "is", 40, seed=2, rows=64)
 
     def direct_log_lik(xb, z):  # the plain formula, x repeated
         return torch.stack([model.decoder.log_prob(xi.expand(len(zs), *xi.shape), zs)
                             for xi, zs in zip(xb, z)])
     ref = importance_log_likelihood(x, model.encoder, direct_log_lik, 40, seed=2, rows=40)
     torch.testing.assert_close(est.per_example, ref.per_example, rtol=0, atol=1e-4)
-    prior = model_log_likelihood(model, x, "prior", samples=100, seed=2)
+    prior = model_log_likelihood(model, x, "prior", 100, seed=2)
     ref_prior = prior_log_likelihood(x, lambda xb, z: direct_log_lik(xb, z[None].expand(len(xb), *z.shape)),
                                      3, samples=100, seed=2)
     torch.testing.assert_close(prior.per_example, ref_prior.per_example, rtol=0, atol=1e-4)
     with pytest.raises(ValueError, match="eval mode"):
-        model_log_likelihood(model.train(), x)
+        model_log_likelihood(model.train(), x, "is", 10)

@@ -61,7 +61,7 @@ def test_small_sweep_covers_every_cell_and_records_mlflow(tmp_path, prepared_mni
     assert {r["status"] for r in rows} <= {"FINISHED", "KILLED"}
     lrs = {r["lr"] for r in rows}
     assert len(lrs) == 8 and all(1e-4 <= lr <= 3e-3 for lr in lrs)  # Optuna searched inside cells
-    assert all(r["torch_threads"] if "torch_threads" in r else True for r in rows)
+    assert all(r["torch_threads"] == 1 for r in rows)  # each trial's torch threads = its 1 CPU
     b = best(tmp_path)
     assert set(b) == cells and all(e["checkpoint"] for e in b.values())
     for entry in b.values():  # the best trial is the lowest val_loss of its cell

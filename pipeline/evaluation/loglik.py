@@ -40,10 +40,9 @@ LogLik = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], z [B, k, d]) -> log 
 LogLikTable = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], z [M, d]) -> log p(x_b|z_m) [B, M]
 Progress = Callable[[int, int], None]  # (examples done, examples in all)
 
-DEFAULT_K = 5000  # Burda et al. (2016)
-DEFAULT_PRIOR_SAMPLES = 50_000  # the authors' first code
-DEFAULT_ROWS = 2048  # decoder rows per call: bench/bench_loglik.py measures the choice
-DEFAULT_NOISE_BLOCK = 256
+# Draws come in blocks of this many samples per (example, block) seed: part of the estimator's
+# definition (it fixes which normal draws a given seed gives), not a setting.
+NOISE_BLOCK = 256
 _MASK64 = (1 << 64) - 1
 
 
@@ -107,9 +106,9 @@ def _check(k: int, rows: int, block: int) -> None:
 
 
 @torch.no_grad()
-def importance_log_likelihood(x: Tensor, encode: Encode, log_lik: LogLik, k: int = DEFAULT_K,
-                              seed: int = 0, rows: int = DEFAULT_ROWS,
-                              noise_block: int = DEFAULT_NOISE_BLOCK,
+def importance_log_likelihood(x: Tensor, encode: Encode, log_lik: LogLik, k: int,
+                              seed: int = 0, rows: int | None = None,
+                              noise_block: int = NOISE_BLOCK,
                               progress: Progress | None = None) -> LoglikEstimate:
     """The IS estimate (eq. IS above) for every example of x [N, ...].
 
@@ -118,6 +117,7 @@ def importance_log_likelihood(x: Tensor, encode: Encode, log_lik: LogLik, k: int
     see at most `rows` z's (whole noise blocks when K > rows), so memory does not grow with K;
     `progress(done, total)` is called after each chunk of examples.
     """
+    rows = k if rows is None else rows
     _check(k, rows, noise_block)
     n = x.shape[0]
     per_chunk, kc = _plan(k, rows, noise_block)
@@ -148,8 +148,8 @@ def importance_log_likelihood(x: Tensor, encode: Encode, log_lik: LogLik, k: int
 
 @torch.no_grad()
 def prior_log_likelihood(x: Tensor, log_lik_table: LogLikTable, latent_dim: int,
-                         samples: int = DEFAULT_PRIOR_SAMPLES, seed: int = 0, rows: int = DEFAULT_ROWS,
-                         examples_per_chunk: int = 1024, noise_block: int = DEFAULT_NOISE_BLOCK,
+                         samples: int, seed: int = 0, rows: int | None = None,
+                         examples_per_chunk: int = 1024, noise_block: int = NOISE_BLOCK,
                          progress: Progress | None = None) -> LoglikEstimate:
     """The prior-sampling estimate (eq. PRIOR above) for every example of x [N, ...].
 
@@ -157,6 +157,7 @@ def prior_log_likelihood(x: Tensor, log_lik_table: LogLikTable, latent_dim: int,
     gives log p(x_b|z_m) [B, M] for a chunk of examples and a chunk of at most `rows` z's, so a
     factorized decoder decodes each z once per chunk of `examples_per_chunk` examples.
     """
+    rows = samples if rows is None else rows
     _check(samples, rows, noise_block)
     n = x.shape[0]
     mc = min(samples, max(noise_block, rows - rows % noise_block))
@@ -215,22 +216,22 @@ def decoder_log_lik_table(decoder: Decoder) -> LogLikTable:
     return table_factorized
 
 
-def model_log_likelihood(model: InfoVAE, x: Tensor, method: str = "is", samples: int | None = None,
-                         seed: int = 0, rows: int = DEFAULT_ROWS,
-                         progress: Progress | None = None) -> LoglikEstimate:
+def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *, seed: int = 0,
+                         rows: int | None = None, progress: Progress | None = None) -> LoglikEstimate:
     """log p(x) of a trained InfoVAE (eval mode) for binary images x [N, 1, 28, 28] on the
-    model's device: method "is" (K = samples or 5000) or "prior" (M = samples or 50,000)."""
+    model's device: method "is" (K = samples draws of q(z|x) per image) or "prior" (M = samples
+    draws of p(z)); at most `rows` z's per decoder call (None: all of them at once)."""
     if model.training:
         raise ValueError("evaluate log-likelihoods in eval mode (model.eval())")
     x = x.to(next(model.parameters()).device)
     if method == "is":
         return importance_log_likelihood(x, model.encoder, decoder_log_lik(model.decoder),
-                                         samples or DEFAULT_K, seed=seed, rows=rows, progress=progress)
+                                         samples, seed=seed, rows=rows, progress=progress)
     if method == "prior":
         # Autoregressive pairs cost a decoder pass each: keep chunks of examples small there.
         per_chunk = 1 if model.decoder.autoregressive else 1024
         return prior_log_likelihood(x, decoder_log_lik_table(model.decoder), model.encoder.latent_dim,
-                                    samples or DEFAULT_PRIOR_SAMPLES, seed=seed, rows=rows,
+                                    samples, seed=seed, rows=rows,
                                     examples_per_chunk=per_chunk, progress=progress)
     raise ValueError(f"unknown log-likelihood method {method!r}: 'is' or 'prior'")
 

@@ -79,11 +79,6 @@ def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
     return (x * logits - F.softplus(logits)).flatten(1).sum(1)
 
 
-def gaussian_log_prob(z: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """log N(z; mean, diag(std^2)) summed over the last dimension."""
-    return (-0.5 * ((z - mean) / std) ** 2 - torch.log(std) - 0.5 * LOG_2PI).sum(-1)
-
-
 def standard_normal_log_prob(z: Tensor) -> Tensor:
     return (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
 

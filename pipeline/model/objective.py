@@ -17,7 +17,7 @@ from pipeline.model import build_decoder, build_encoder
 from pipeline.model.base import Decoder, Encoder, kl_to_standard_normal
 from pipeline.model.divergences import build_divergence
 from pipeline.model.divergences.base import Divergence
-from pipeline.params.model import ModelParams, ObjectiveParams
+from pipeline.params.model import ModelParams, ObjectiveParams, divergence_weight
 
 
 @dataclass
@@ -42,8 +42,7 @@ class InfoVAE(nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.divergence = encoder, decoder, divergence
         self.alpha, self.lambda_ = float(alpha), float(lambda_)
-        # The ELBO family ("kl") has no aggregate term: its D weight is irrelevant and zero.
-        self.div_weight = 0.0 if divergence.name == "kl" else self.alpha + self.lambda_ - 1.0
+        self.div_weight = divergence_weight(divergence.name, self.alpha, self.lambda_)
 
     @classmethod
     def build(cls, model: ModelParams, objective: ObjectiveParams) -> InfoVAE:

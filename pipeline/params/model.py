@@ -66,6 +66,12 @@ class AdversarialParams(Section):
     critic_steps: int = Field(1, ge=1)
 
 
+def divergence_weight(divergence: str, alpha: float, lambda_: float) -> float:
+    """alpha + lambda - 1: the weight of D(q(z)||p(z)) in the objective; 0 for the KL (ELBO)
+    family, which has no aggregate term (its beta-VAE weight is the KL's 1 - alpha)."""
+    return 0.0 if divergence == "kl" else alpha + lambda_ - 1.0
+
+
 class ObjectiveParams(Section):
     """L = E[-log p(x|z)] + (1 - alpha) KL(q(z|x)||p(z)) + (alpha + lambda - 1) D(q(z)||p(z))."""
 
@@ -82,16 +88,15 @@ class ObjectiveParams(Section):
 
     @property
     def divergence_weight(self) -> float:
-        """alpha + lambda - 1: the weight of D(q(z)||p(z)); 0 for the KL (ELBO) family."""
-        return 0.0 if self.divergence == "kl" else self.alpha + self.lambda_ - 1.0
+        return divergence_weight(self.divergence, self.alpha, self.lambda_)
 
     @model_validator(mode="after")
     def _check(self) -> ObjectiveParams:
         # Zhao et al. (2017), Prop. 2: the optimum is p(x,z) = q(x,z) only if the divergence
         # weight is non-negative; a negative one would reward moving q(z) away from p(z).
-        if self.divergence != "kl" and self.alpha + self.lambda_ - 1.0 < 0:
+        if self.divergence != "kl" and self.divergence_weight < 0:
             raise ValueError(
-                f"alpha + lambda - 1 = {self.alpha + self.lambda_ - 1.0:g} < 0 with divergence "
+                f"alpha + lambda - 1 = {self.divergence_weight:g} < 0 with divergence "
                 f"{self.divergence!r}: the divergence weight must be >= 0 (raise lambda)"
             )
         return self

@@ -9,17 +9,6 @@ from pydantic import Field, model_validator
 
 from pipeline.params.base import Section
 
-# Grid axis names accepted as shorthand for a params key; any dotted key works as well.
-AXIS_KEYS = {
-    "divergence": "objective.divergence",
-    "alpha": "objective.alpha",
-    "lambda": "objective.lambda",
-    "latent_dim": "model.latent_dim",
-    "train_size": "train.train_size",
-    "decoder": "model.decoder",
-    "encoder": "model.encoder",
-}
-
 
 class SearchDim(Section):
     """One hyperparameter Optuna searches inside every grid cell."""

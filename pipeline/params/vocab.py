@@ -1,8 +1,35 @@
-"""Human names of the InfoVAE family's members (Zhao et al. 2017, Sec. 3.2 and Table 1)."""
+"""One vocabulary for the study: grid axis names, the short labels of cells, the names of the
+InfoVAE family's members (Zhao et al. 2017, Sec. 3.2 and Table 1) and of the divergences.
+Every module that names a method, an axis or a label takes it from here."""
 
 from __future__ import annotations
 
+from typing import Any
+
+# Grid axis names accepted as shorthand for a params key (any dotted key of the model,
+# objective or train section works as well), with the prefix a cell's label gives each.
+AXES = {  # axis -> (dotted params key, label prefix)
+    "divergence": ("objective.divergence", ""),
+    "alpha": ("objective.alpha", "alpha="),
+    "lambda": ("objective.lambda", "lambda="),
+    "latent_dim": ("model.latent_dim", "d="),
+    "train_size": ("train.train_size", "n="),
+    "decoder": ("model.decoder", "dec="),
+    "encoder": ("model.encoder", "enc="),
+}
+AXIS_KEYS = {axis: key for axis, (key, _) in AXES.items()}
+LABEL_PREFIX = {key: prefix for key, prefix in AXES.values()}  # in label order
+
 PAPER_NAMES = {"mmd": "MMD-VAE", "stein": "Stein-VAE", "adversarial": "Adversarial-VAE"}
+DIVERGENCE_NAMES = {"kl": "KL (ELBO family)", "mmd": "MMD", "stein": "Stein", "adversarial": "Adversarial"}
+# The paper's methods in the order its tables and figures list them, and their colours.
+METHOD_COLORS = {"Stein-VAE": "tab:blue", "MMD-VAE": "tab:orange", "Adversarial-VAE": "tab:green",
+                 "ELBO": "tab:red", "Unregularized": "tab:purple"}
+
+
+def attribute(key: str) -> str:
+    """The Python attribute of a params key: `lambda` is a keyword, so the field is lambda_."""
+    return "lambda_" if key == "lambda" else key
 
 
 def method_name(divergence: str, alpha: float, lambda_: float) -> str:
@@ -19,3 +46,19 @@ def method_name(divergence: str, alpha: float, lambda_: float) -> str:
     if alpha == 1:
         return base
     return f"InfoVAE-{divergence} (alpha={alpha:g}, lambda={lambda_:g})"
+
+
+def cell_label(overrides: dict[str, Any]) -> str:
+    """A cell's short name from its dotted-key overrides, axes in LABEL_PREFIX order:
+    `mmd alpha=1 lambda=1000 d=10`."""
+    def show(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float) else ("all" if v is None else str(v))
+
+    parts = [f"{LABEL_PREFIX[k]}{show(v)}" for k, v in overrides.items() if k in LABEL_PREFIX]
+    return " ".join(parts + [f"{k}={v}" for k, v in overrides.items() if k not in LABEL_PREFIX])
+
+
+def key_order(key: str) -> tuple[int, str]:
+    """Sort key of dotted params keys: the named axes first, in label order."""
+    keys = list(LABEL_PREFIX)
+    return (keys.index(key) if key in keys else len(keys), key)

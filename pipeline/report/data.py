@@ -15,10 +15,10 @@ from pipeline.infra.errors import PipelineError
 
 # File names of the sweep (pipeline.sweep.run) and evaluate (pipeline.evaluation.study) stages.
 from pipeline.infra.layout import BEST, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES, SWEEP, TRIALS  # noqa: F401
+from pipeline.params.vocab import AXIS_KEYS
 from pipeline.report.doc import missing
 
 EVALUATED = "EVALUATED"
-OVERRIDE = {"divergence": "objective.divergence", "alpha": "objective.alpha", "lambda": "objective.lambda"}
 
 
 class ReportError(PipelineError):
@@ -103,7 +103,7 @@ class StudyInputs:
         older table) from the cell's overrides in best.json."""
         v = row.get(key)
         if missing(v):
-            v = (self.best.get(row["cell"]) or {}).get("overrides", {}).get(OVERRIDE[key])
+            v = (self.best.get(row["cell"]) or {}).get("overrides", {}).get(AXIS_KEYS[key])
         return None if missing(v) else v
 
     def trial(self, trial_id: Any) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-# The authors' colours (Fig. 3), so that the two figures read side by side.
-METHOD_COLORS = {"Stein-VAE": "tab:blue", "MMD-VAE": "tab:orange", "Adversarial-VAE": "tab:green",
-                 "ELBO": "tab:red", "Unregularized": "tab:purple"}
+from pipeline.params.vocab import (
+    METHOD_COLORS,  # the authors' colours (Fig. 3): the figures read side by side
+)
+
 OTHER_COLORS = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan", "black")
 STYLES = ("-", "--", ":", "-.")
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.params.vocab import DIVERGENCE_NAMES
 from pipeline.report.data import EVALUATED, RECONSTRUCTIONS, SAMPLES, StudyInputs
 from pipeline.report.doc import Figure, Section, Text, missing, num, source, text
 from pipeline.report.tables import TABLE1_GRID
-
-DIVERGENCES = {"kl": "KL (ELBO family)", "mmd": "MMD", "stein": "Stein", "adversarial": "Adversarial"}
 
 
 def _pick(inputs: StudyInputs, rows: pd.DataFrame) -> dict[str, Any] | None:
@@ -32,10 +31,10 @@ def samples_section(inputs: StudyInputs) -> Section:
         section.blocks.append(Text("No evaluated cell: no samples to show.", "note"))
         return section
     divs = [str(inputs.setting(r.to_dict(), "divergence")) for _, r in ok.iterrows()]
-    known = [d for d in DIVERGENCES if d in divs]
+    known = [d for d in DIVERGENCE_NAMES if d in divs]
     chosen = []
     for div in known + sorted(set(divs) - set(known)):
-        name = DIVERGENCES.get(div, div)
+        name = DIVERGENCE_NAMES.get(div, div)
         row = _pick(inputs, ok[[d == div for d in divs]])
         if row is None:
             section.blocks.append(Text(f"{name}: no sample or reconstruction grid was saved for any "

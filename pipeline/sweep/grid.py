@@ -14,15 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.params.load import Params, ParamsError, with_overrides
-from pipeline.params.study import AXIS_KEYS
-from pipeline.params.vocab import method_name
+from pipeline.params.vocab import AXIS_KEYS, attribute, cell_label, key_order, method_name
 
 SPEC_SECTIONS = ("model", "objective", "train")  # what a trial's RunSpec carries
-
-SHORT = {"objective.divergence": "", "objective.alpha": "alpha=", "objective.lambda": "lambda=",
-         "model.latent_dim": "d=", "train.train_size": "n=", "model.decoder": "dec=",
-         "model.encoder": "enc="}
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -37,7 +31,7 @@ class Cell:
 def _get(params: Params, dotted: str) -> Any:
     node: Any = params
     for part in dotted.split("."):
-        node = getattr(node, "lambda_" if part == "lambda" else part)
+        node = getattr(node, attribute(part))
     return node
 
 
@@ -71,13 +65,6 @@ def cell_id(identity: dict[str, Any]) -> str:
     return "cell-" + hashlib.sha1(canon.encode()).hexdigest()[:10]
 
 
-def label(overrides: dict[str, Any]) -> str:
-    parts = [f"{SHORT[k]}{v:g}" if isinstance(v, float) else f"{SHORT[k]}{'all' if v is None else v}"
-             for k, v in overrides.items() if k in SHORT]
-    parts += [f"{k}={v}" for k, v in overrides.items() if k not in SHORT]
-    return " ".join(parts)
-
-
 def expand(params: Params) -> list[Cell]:
     """Every cell of every grid, validated against the params schema (before any compute).
 
@@ -99,7 +86,7 @@ def expand(params: Params) -> list[Cell]:
                     raise ParamsError(f"sweep.grids.{grid}: axes set {sorted(clash)} twice")
                 overrides.update(part)
             combos.append((grid, overrides))
-    varied = sorted({k for _, o in combos for k in o}, key=_order)
+    varied = sorted({k for _, o in combos for k in o}, key=key_order)
     found: dict[str, tuple[dict[str, Any], list[str], tuple[str, str]]] = {}
     for grid, overrides in combos:
         try:
@@ -113,13 +100,8 @@ def expand(params: Params) -> list[Cell]:
         grids = found.setdefault(key, (canon, [], named))[1]
         if grid not in grids:
             grids.append(grid)
-    return [Cell(key, canon, tuple(grids), label(canon), *named)
+    return [Cell(key, canon, tuple(grids), cell_label(canon), *named)
             for key, (canon, grids, named) in found.items()]
-
-
-def _order(key: str) -> tuple[int, str]:
-    keys = list(SHORT)
-    return (keys.index(key) if key in keys else len(keys), key)
 
 
 def resolve(params: Params, cell: Cell, suggested: dict[str, Any]) -> Params:

@@ -19,8 +19,6 @@ from pipeline.params.study import SearchDim
 from pipeline.sweep.grid import Cell, resolve
 from pipeline.train.checkpoint import RunSpec
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
 
 def distribution(dim: SearchDim) -> optuna.distributions.BaseDistribution:
     if dim.type == "categorical":
@@ -48,6 +46,7 @@ class CellSearcher(Searcher):
     def __init__(self, params: Params, cells: list[Cell], data_dir: str, metric: str, mode: str = "min",
                  audit_dir: str | None = None):
         super().__init__(metric=metric, mode=mode)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial otherwise
         sweep = params.sweep
         self.params, self.cells, self.data_dir, self.audit_dir = params, cells, data_dir, audit_dir
         self.budget = sweep.trials_per_cell

@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # the metric's signature only: no import of the evaluation at
 
 
 EMPTY_CLASS_COUNT = 0.5  # the floor of a class count (half a sample), see above
-DEFAULT_SAMPLES = 10_000
 
 
 def class_frequencies(predicted: Tensor, n_classes: int = 10) -> Tensor:
@@ -50,7 +49,7 @@ def class_mismatch(predicted: Tensor, n_classes: int = 10) -> dict[str, float]:
 
 @torch.no_grad()
 def generated_labels(decoder: Decoder, classifier: nn.Module, latent_dim: int,
-                     n: int = DEFAULT_SAMPLES, images: str = "sample", seed: int = 0,
+                     n: int, images: str = "sample", seed: int = 0,
                      batch: int = 1000) -> Tensor:
     """Labels [n] the classifier gives to images decoded from z ~ N(0, I).
 

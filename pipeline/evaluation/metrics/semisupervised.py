@@ -21,8 +21,6 @@ if TYPE_CHECKING:  # the metric's signature only: no import of the evaluation at
     from pipeline.params.evaluate import EvaluateParams
 
 
-DEFAULT_LABEL_COUNTS = (100, 1000)
-DEFAULT_REPEATS = 5
 
 
 def balanced_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -46,8 +44,8 @@ def balanced_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
 
 
 def semisupervised_error(pool_z: np.ndarray, pool_y: np.ndarray, test_z: np.ndarray,
-                         test_y: np.ndarray, label_counts: Sequence[int] = DEFAULT_LABEL_COUNTS,
-                         repeats: int = DEFAULT_REPEATS, seed: int = 0) -> dict[str, float]:
+                         test_y: np.ndarray, label_counts: Sequence[int],
+                         repeats: int, seed: int = 0) -> dict[str, float]:
     """Test error of an RBF SVC trained on n labelled pool encodings, for each n in label_counts.
 
     Returns {"ss_error_<n>": mean over repeats, "ss_error_<n>_std": std (ddof 0)}.

@@ -49,10 +49,6 @@ class AdversarialDivergence(Divergence):
         self._optimizer: torch.optim.Adam | None = None
         self._pending_state: dict[str, Any] | None = None
 
-    def critic_parameters(self) -> list[nn.Parameter]:
-        """What the critic's own optimiser trains (exclude these from the model's optimiser)."""
-        return list(self.critic.parameters())
-
     @property
     def optimizer(self) -> torch.optim.Adam:
         if self._optimizer is None:
