@@ -18,7 +18,10 @@ with P = 784 pixels and d the latent dimension: per image, the KL weighs P/d tim
 at d = 10) and D P times more than with "per_image", and the whole is 1/P as large (which
 matters to the optimiser only through clipping, weight decay and epsilon). Their ELBO run is
 alpha = 0, lambda = 1; their "kernel" (MMD) run adds the MMD with weight 1, i.e. alpha = 1,
-lambda = 1 here (= lambda 784 per image). Terms.recon / kl stay per-image nats either way.
+lambda = 1 here (= lambda 784 per image). The same D weight per image needs
+alpha + lambda_authors - 1 = (alpha + lambda_per_image - 1) / P: with alpha = 1, lambda / 784 (a
+grid's lambda = 1000 under "authors" weighs D 784 times more than under "per_image").
+Terms.recon / kl stay per-image nats either way.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class EvaluateParams(Section):
     # (forward + backward) per image; decoder calls see at most loglik_rows z's.
     ais_test_size: int = Field(0, ge=0)
     ais_chains: int = Field(16, ge=1)
-    ais_steps: int = Field(1000, ge=1)
+    ais_steps: int = Field(200, ge=1)
     ais_leapfrog: int = Field(10, ge=1)
     # Latent metrics (MMD to the prior, covariance log-det, MI, active units) on this many
     # test encodings (null: all), and on as many train encodings (the first rows of the
