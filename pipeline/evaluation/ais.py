@@ -25,8 +25,9 @@ run reuses the pilot's per-step eps for its example, fixed: exact at the price o
 passes. Everything is per example, so one example's estimate does not depend on the others.
 
 Cost: (K + pilot chains) x (1 + (T - 1) L) decoder passes (each forward + backward in z) per
-example; decoder calls see at most `rows` z's. Noise comes from one generator per (seed,
-example, run), so an estimate does not depend on how examples were chunked.
+example; decoder calls see at most `rows` z's. Noise comes from one CPU generator per (seed,
+example, run), so an estimate does not depend on how examples were chunked, nor (up to
+floating point) on the device.
 """
 
 from __future__ import annotations
@@ -93,20 +94,21 @@ def _value_and_grad(log_lik: LogLik, x: Tensor, z: Tensor) -> tuple[Tensor, Tens
 
 
 class _Noise:
-    """One generator per example: its draws are the same whatever else is in the chunk."""
+    """One CPU generator per example: its draws are the same whatever else is in the chunk, and
+    on any device (drawn on the CPU, moved in one copy: no per-example kernel launches)."""
 
     def __init__(self, seed: int, keys: range, stream: int, chains: int, device: torch.device,
                  dtype: torch.dtype):
-        self.gens = [torch.Generator(device=device).manual_seed(_block_seed(seed, k, stream)) for k in keys]
+        self.gens = [torch.Generator().manual_seed(_block_seed(seed, k, stream)) for k in keys]
         self.k, self.device, self.dtype = chains, device, dtype
 
     def normal(self, d: int) -> Tensor:
-        return torch.stack([torch.randn(self.k, d, generator=g, device=self.device, dtype=self.dtype)
-                            for g in self.gens])
+        return torch.stack([torch.randn(self.k, d, generator=g, dtype=self.dtype)
+                            for g in self.gens]).to(self.device, non_blocking=True)
 
     def uniform(self) -> Tensor:
-        return torch.stack([torch.rand(self.k, generator=g, device=self.device, dtype=self.dtype)
-                            for g in self.gens])
+        return torch.stack([torch.rand(self.k, generator=g, dtype=self.dtype)
+                            for g in self.gens]).to(self.device, non_blocking=True)
 
 
 def _hmc(log_lik: LogLik, x: Tensor, z: Tensor, ll: Tensor, g: Tensor, beta: float, eps: Tensor,
