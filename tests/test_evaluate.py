@@ -23,7 +23,8 @@ from pipeline.train.trainer import Trainer, load_trained
 
 SHRUNK = dict(loglik_k=40, loglik_test_size=60, loglik_train_size=30, prior_samples=500,
               latent_size=400, semisupervised_labels=[20, 100], semisupervised_repeats=2,
-              semisupervised_pool=300, class_mismatch_samples=200, threads=1)
+              semisupervised_pool=300, class_mismatch_samples=200, threads=1,
+              ais_test_size=4, ais_chains=2, ais_steps=5, ais_leapfrog=2)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,8 @@ def test_evaluate_checkpoint_row(checkpoint, prepared_mnist, classifier_params):
                 "active_units", "ss_error_20", "ss_error_100_std", "class_mismatch", "classifier_accuracy"):
         assert math.isfinite(row[key]), key
     assert 60 < row["test_nll"] < 400 and row["test_nll_stderr"] > 0
+    assert row["test_ais_n"] == 4 and row["test_ais_k"] == 2 and math.isfinite(row["test_ais_nll"])
+    assert math.isfinite(row["test_ais_minus_is"]) and row["test_ais_minus_is_stderr"] > 0
     # prior sampling with 500 z is a far looser estimate than IS for a 4-d latent
     assert row["test_prior_nll"] > row["test_nll"]
     assert 0 <= row["class_mismatch"] < 7 and row["class_samples"] == 200

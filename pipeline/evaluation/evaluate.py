@@ -23,7 +23,7 @@ import torch
 
 from pipeline.data.splits import read_metadata
 from pipeline.evaluation.context import EvalData, Trained
-from pipeline.evaluation.metrics import class_mismatch, latent, nll, prior_nll, semisupervised
+from pipeline.evaluation.metrics import ais_nll, class_mismatch, latent, nll, prior_nll, semisupervised
 from pipeline.infra import atomic
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.infra.errors import PipelineError
@@ -44,6 +44,7 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("nll", nll.measure),
     Metric("loglik_prior", prior_nll.measure, lambda s: s.prior_samples > 0),
+    Metric("loglik_ais", ais_nll.measure, lambda s: s.ais_test_size > 0),
     Metric("latent", latent.measure),
     Metric("semisupervised", semisupervised.measure),
     Metric("class_mismatch", class_mismatch.measure, lambda s: s.class_mismatch_samples > 0),

@@ -10,8 +10,10 @@ convention. Prior sampling, the InfoVAE authors' first code, for comparison:
     log p(x) ~= log (1/M) sum_m p(x|z_m),   z_m ~ p(z) = N(0, I)                        (PRIOR)
 
 (the authors' later "is" variant, IS without the p(z)/q(z|x) terms, estimates nothing and is
-deliberately absent). The cores take callables, so a model with a closed-form p(x) can check
-them (tests/test_loglik.py); `model_log_likelihood` binds them to a trained InfoVAE.
+deliberately absent). Annealed importance sampling, which needs no encoder, is in
+pipeline.evaluation.ais (method "ais" below). The cores take callables, so a model with a
+closed-form p(x) can check them (tests/test_loglik.py); `model_log_likelihood` binds them to a
+trained InfoVAE.
 
 Cost and memory: each x is encoded once; decoder calls see at most `rows` z's (IS) or pair
 cells (PRIOR) at a time whatever K is, and the log-sum-exp over K is accumulated chunk by
@@ -52,7 +54,7 @@ class LoglikEstimate:
 
     per_example: Tensor
     samples: int  # K (IS) or M (prior sampling)
-    method: str  # "is" or "prior"
+    method: str  # "is", "prior" or "ais"
 
     @property
     def mean(self) -> float:
@@ -217,10 +219,19 @@ def decoder_log_lik_table(decoder: Decoder) -> LogLikTable:
 
 
 def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *, seed: int = 0,
-                         rows: int | None = None, progress: Progress | None = None) -> LoglikEstimate:
+                         rows: int | None = None, progress: Progress | None = None,
+                         **ais_options: int) -> LoglikEstimate:
     """log p(x) of a trained InfoVAE (eval mode) for binary images x [N, 1, 28, 28] on the
-    model's device: method "is" (K = samples draws of q(z|x) per image) or "prior" (M = samples
-    draws of p(z)); at most `rows` z's per decoder call (None: all of them at once)."""
+    model's device: method "is" (K = samples draws of q(z|x) per image), "prior" (M = samples
+    draws of p(z)) or "ais" (annealed importance sampling, pipeline.evaluation.ais: K = samples
+    chains; ais_options steps, leapfrog); at most `rows` z's per decoder call (None: all)."""
+    if method == "ais":
+        # Imported here: pipeline.evaluation.ais imports this module.
+        from pipeline.evaluation.ais import model_ais_log_likelihood
+        return model_ais_log_likelihood(model, x, samples, seed=seed, rows=rows,
+                                        progress=progress, **ais_options)
+    if ais_options:
+        raise ValueError(f"options {sorted(ais_options)} are for method 'ais' only")
     if model.training:
         raise ValueError("evaluate log-likelihoods in eval mode (model.eval())")
     x = x.to(next(model.parameters()).device)
@@ -233,7 +244,7 @@ def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *
         return prior_log_likelihood(x, decoder_log_lik_table(model.decoder), model.encoder.latent_dim,
                                     samples, seed=seed, rows=rows,
                                     examples_per_chunk=per_chunk, progress=progress)
-    raise ValueError(f"unknown log-likelihood method {method!r}: 'is' or 'prior'")
+    raise ValueError(f"unknown log-likelihood method {method!r}: 'is', 'prior' or 'ais'")
 
 
 def stderr_progress(label: str, every_s: float = 30.0) -> Progress:

@@ -6,7 +6,7 @@ Encoders: "mlp", "conv" (DCGAN-style). Decoders: "mlp", "conv" (factorized Berno
 
 from __future__ import annotations
 
-from pipeline.model.base import Decoder, Encoder
+from pipeline.model.base import Decoder, Encoder, apply_init
 from pipeline.model.conv import ConvDecoder, ConvEncoder
 from pipeline.model.mlp import MLPDecoder, MLPEncoder
 from pipeline.model.pixelcnn import PixelCNNDecoder
@@ -20,13 +20,21 @@ __all__ = [
 
 def build_encoder(params: ModelParams) -> Encoder:
     if params.encoder == "mlp":
-        return MLPEncoder(params.latent_dim, list(params.hidden), params.std_floor)
+        return MLPEncoder(params.latent_dim, list(params.hidden), params.std_floor, params.std_param,
+                          params.init)
     if params.encoder == "conv":
-        return ConvEncoder(params.latent_dim, list(params.conv_channels), params.conv_fc, params.std_floor)
+        return ConvEncoder(params.latent_dim, list(params.conv_channels), params.conv_fc, params.std_floor,
+                           params.std_param, params.init)
     raise ValueError(f"unknown encoder {params.encoder!r}")
 
 
 def build_decoder(params: ModelParams) -> Decoder:
+    decoder = _decoder(params)
+    apply_init(decoder, params.init)  # masked convs mask in forward: re-initialising keeps causality
+    return decoder
+
+
+def _decoder(params: ModelParams) -> Decoder:
     if params.decoder == "mlp":
         return MLPDecoder(params.latent_dim, list(params.hidden))
     if params.decoder == "conv":

@@ -52,23 +52,57 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.logits(z))
 
 
-def gaussian_head(out: Tensor, std_floor: float) -> tuple[Tensor, Tensor]:
-    """Split a [B, 2d] output into (mean, std) with std = softplus(raw) + std_floor.
+STD_PARAMS = ("softplus", "sigmoid")
+INIT_SCHEMES = ("default", "xavier")
 
-    softplus keeps std > 0 smoothly; the floor keeps log q(z|x) = -sum log std - ... finite when an
-    encoder becomes near-deterministic (MMD-VAE, alpha = 1, has no KL term pulling std up), which
-    the importance-sampling log-likelihood estimate and the mutual-information estimate need.
+
+def gaussian_head(out: Tensor, std_floor: float, std_param: str = "softplus") -> tuple[Tensor, Tensor]:
+    """Split a [B, 2d] output (mean, raw) into (mean, std).
+
+    softplus (ours): std = softplus(raw) + std_floor, smooth and unbounded above.
+    sigmoid (the InfoVAE authors' encoder, ShengjiaZhao/PixelCNN models.py):
+    std = max(sigmoid(raw), std_floor), so std_floor <= std <= 1 -- never wider than the prior.
+    The floor keeps log q(z|x) = -sum log std - ... finite when an encoder becomes
+    near-deterministic (MMD-VAE, alpha = 1, has no KL term pulling std up), which the
+    importance-sampling log-likelihood estimate and the mutual-information estimate need.
     """
     mean, raw = out.chunk(2, dim=-1)
+    if std_param == "sigmoid":
+        return mean, torch.sigmoid(raw).clamp_min(std_floor)
+    if std_param != "softplus":
+        raise ValueError(f"unknown std parametrisation {std_param!r}: one of {STD_PARAMS}")
     return mean, F.softplus(raw) + std_floor
 
 
-def init_gaussian_head(layer: nn.Linear, std_floor: float) -> None:
-    """Set the std half of the bias to softplus^-1(1 - floor): q(z|x) starts with std ~ 1, like the
-    prior, so the initial KL term is O(1) per dimension and the decoder sees z of prior scale."""
+def init_gaussian_head(layer: nn.Linear, std_floor: float, std_param: str = "softplus") -> None:
+    """softplus: set the std half of the bias to softplus^-1(1 - floor): q(z|x) starts with std ~ 1,
+    like the prior, so the initial KL term is O(1) per dimension and the decoder sees z of prior
+    scale. sigmoid: left as the init scheme made it (the authors': zero bias, std ~ sigmoid(0) = 0.5)."""
+    if std_param != "softplus":
+        return
     d = layer.out_features // 2
     with torch.no_grad():
         layer.bias[d:].fill_(math.log(math.expm1(max(1.0 - std_floor, 1e-3))))
+
+
+def apply_init(module: nn.Module, scheme: str) -> None:
+    """Re-initialise every Linear / Conv2d / ConvTranspose2d (and subclasses, e.g. masked convs,
+    whose masks act in forward) of `module`.
+
+    default: leave PyTorch's initialisation (Kaiming-uniform with a = sqrt(5)) untouched.
+    xavier: the authors' TensorFlow default, tf.contrib.layers.xavier_initializer (Glorot and
+    Bengio 2010, uniform): W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)), so Var W = 2 / (fan_in +
+    fan_out), with fan = channels x kernel area; biases zero (tf.zeros_initializer).
+    """
+    if scheme == "default":
+        return
+    if scheme != "xavier":
+        raise ValueError(f"unknown init scheme {scheme!r}: one of {INIT_SCHEMES}")
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pipeline.model.base import IMAGE_SHAPE, Decoder, Encoder, gaussian_head, init_gaussian_head
+from pipeline.model.base import (
+    IMAGE_SHAPE,
+    Decoder,
+    Encoder,
+    apply_init,
+    gaussian_head,
+    init_gaussian_head,
+)
 
 LEAK = 0.1  # the authors' lrelu(x, rate=0.1)
 
 
 class ConvEncoder(Encoder):
-    def __init__(self, latent_dim: int, channels: list[int], fc: int, std_floor: float = 1e-3):
+    def __init__(self, latent_dim: int, channels: list[int], fc: int, std_floor: float = 1e-3,
+                 std_param: str = "softplus", init: str = "default"):
         super().__init__()
         c0, c1 = channels
-        self.latent_dim, self.std_floor = latent_dim, float(std_floor)
+        self.latent_dim, self.std_floor, self.std_param = latent_dim, float(std_floor), std_param
         self.body = nn.Sequential(
             nn.Conv2d(IMAGE_SHAPE[0], c0, 4, stride=2, padding=1), nn.LeakyReLU(LEAK),  # 28 -> 14
             nn.Conv2d(c0, c1, 4, stride=2, padding=1), nn.LeakyReLU(LEAK),  # 14 -> 7
@@ -28,10 +36,11 @@ class ConvEncoder(Encoder):
             nn.Linear(c1 * 7 * 7, fc), nn.LeakyReLU(LEAK),
         )
         self.head = nn.Linear(fc, 2 * latent_dim)
-        init_gaussian_head(self.head, self.std_floor)
+        apply_init(self, init)  # before the head's std bias, which belongs to the softplus choice
+        init_gaussian_head(self.head, self.std_floor, std_param)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return gaussian_head(self.head(self.body(x)), self.std_floor)
+        return gaussian_head(self.head(self.body(x)), self.std_floor, self.std_param)
 
 
 class ConvDecoder(Decoder):

@@ -6,7 +6,14 @@ import math
 
 from torch import Tensor, nn
 
-from pipeline.model.base import IMAGE_SHAPE, Decoder, Encoder, gaussian_head, init_gaussian_head
+from pipeline.model.base import (
+    IMAGE_SHAPE,
+    Decoder,
+    Encoder,
+    apply_init,
+    gaussian_head,
+    init_gaussian_head,
+)
 
 N_PIXELS = math.prod(IMAGE_SHAPE)
 
@@ -14,9 +21,10 @@ N_PIXELS = math.prod(IMAGE_SHAPE)
 class MLPEncoder(Encoder):
     """784 -> hidden[0] -> ... -> hidden[-1] -> 2 * latent_dim, ReLU between layers."""
 
-    def __init__(self, latent_dim: int, hidden: list[int], std_floor: float = 1e-3):
+    def __init__(self, latent_dim: int, hidden: list[int], std_floor: float = 1e-3,
+                 std_param: str = "softplus", init: str = "default"):
         super().__init__()
-        self.latent_dim, self.std_floor = latent_dim, float(std_floor)
+        self.latent_dim, self.std_floor, self.std_param = latent_dim, float(std_floor), std_param
         layers: list[nn.Module] = []
         width = N_PIXELS
         for h in hidden:
@@ -24,10 +32,11 @@ class MLPEncoder(Encoder):
             width = h
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, 2 * latent_dim)
-        init_gaussian_head(self.head, self.std_floor)
+        apply_init(self, init)  # before the head's std bias, which belongs to the softplus choice
+        init_gaussian_head(self.head, self.std_floor, std_param)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return gaussian_head(self.head(self.body(x.flatten(1))), self.std_floor)
+        return gaussian_head(self.head(self.body(x.flatten(1))), self.std_floor, self.std_param)
 
 
 class MLPDecoder(Decoder):

@@ -4,6 +4,24 @@
 
 ELBO/VAE: alpha = 0, lambda = 1; beta-VAE: alpha + lambda - 1 = 0, beta = 1 - alpha;
 MMD-VAE / AAE-like: alpha = 1 (no KL term). The divergence D is the one pluggable piece.
+
+Loss scaling (objective.scaling). "per_image" minimises L above, the batch mean of per-image
+nats. "authors" minimises what the InfoVAE authors' PixelCNN code does (ShengjiaZhao/PixelCNN,
+models.py and autoencoder.py: `decoder.loss + encoder.reg_loss`, with the decoder's loss a
+reduce_mean of the pixel cross-entropies and the ELBO regulariser a reduce_mean of the per-dim
+KL, both over batch and dims; their MMD/adversarial regularisers are batch scalars, added as is):
+
+    L_authors = E[-log p(x|z)] / P + (1 - alpha) KL / d + (alpha + lambda - 1) D
+              = (1/P) [ E[-log p(x|z)] + (1 - alpha) (P/d) KL + P (alpha + lambda - 1) D ]
+
+with P = 784 pixels and d the latent dimension: per image, the KL weighs P/d times more (78.4
+at d = 10) and D P times more than with "per_image", and the whole is 1/P as large (which
+matters to the optimiser only through clipping, weight decay and epsilon). Their ELBO run is
+alpha = 0, lambda = 1; their "kernel" (MMD) run adds the MMD with weight 1, i.e. alpha = 1,
+lambda = 1 here (= lambda 784 per image). The same D weight per image needs
+alpha + lambda_authors - 1 = (alpha + lambda_per_image - 1) / P: with alpha = 1, lambda / 784 (a
+grid's lambda = 1000 under "authors" weighs D 784 times more than under "per_image").
+Terms.recon / kl stay per-image nats either way.
 """
 
 from __future__ import annotations
@@ -18,6 +36,8 @@ from pipeline.model.base import Decoder, Encoder, kl_to_standard_normal
 from pipeline.model.divergences import build_divergence
 from pipeline.model.divergences.base import Divergence
 from pipeline.params.model import ModelParams, ObjectiveParams, divergence_weight
+
+SCALINGS = ("per_image", "authors")
 
 
 @dataclass
@@ -38,16 +58,19 @@ class Terms:
 
 class InfoVAE(nn.Module):
     def __init__(self, encoder: Encoder, decoder: Decoder, divergence: Divergence,
-                 alpha: float, lambda_: float):
+                 alpha: float, lambda_: float, scaling: str = "per_image"):
         super().__init__()
+        if scaling not in SCALINGS:
+            raise ValueError(f"unknown loss scaling {scaling!r}: one of {SCALINGS}")
         self.encoder, self.decoder, self.divergence = encoder, decoder, divergence
-        self.alpha, self.lambda_ = float(alpha), float(lambda_)
+        self.alpha, self.lambda_, self.scaling = float(alpha), float(lambda_), scaling
         self.div_weight = divergence_weight(divergence.name, self.alpha, self.lambda_)
 
     @classmethod
     def build(cls, model: ModelParams, objective: ObjectiveParams) -> InfoVAE:
         return cls(build_encoder(model), build_decoder(model),
-                   build_divergence(objective, model.latent_dim), objective.alpha, objective.lambda_)
+                   build_divergence(objective, model.latent_dim), objective.alpha, objective.lambda_,
+                   objective.scaling)
 
     def model_parameters(self) -> list[nn.Parameter]:
         """What the model's optimiser trains: encoder and decoder (an adversary trains itself)."""
@@ -60,5 +83,11 @@ class InfoVAE(nn.Module):
         recon = -self.decoder.log_prob(x, z)
         kl = kl_to_standard_normal(mean, std)
         div = self.divergence(z)
-        loss = recon.mean() + (1.0 - self.alpha) * kl.mean() + self.div_weight * div
-        return Terms(loss, recon, kl, div, z, mean, std)
+        return Terms(self.loss(recon, kl, div, x[0].numel()), recon, kl, div, z, mean, std)
+
+    def loss(self, recon: Tensor, kl: Tensor, div: Tensor, pixels: int) -> Tensor:
+        """The scalar minimised from per-image recon [B], KL [B] and the batch's D (module docstring)."""
+        if self.scaling == "authors":
+            return recon.mean() / pixels + (1.0 - self.alpha) * kl.mean() / self.encoder.latent_dim \
+                + self.div_weight * div
+        return recon.mean() + (1.0 - self.alpha) * kl.mean() + self.div_weight * div

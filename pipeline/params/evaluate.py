@@ -62,6 +62,15 @@ class EvaluateParams(Section):
     # factorized decoders only (an autoregressive decoder needs one pass per (x, z) pair).
     # authors' first estimator (z ~ p(z)), e.g. 50000; 0: off (factorized decoders only)
     prior_samples: int = Field(0, ge=0)
+    # Annealed importance sampling (pipeline.evaluation.ais; Wu et al. 2017), which does not use
+    # the encoder: on the first ais_test_size test images (0: off), ais_chains chains of
+    # ais_steps intermediate distributions, one HMC step of ais_leapfrog leapfrog steps each.
+    # Cost: (ais_chains + 4 pilot chains) x (1 + (ais_steps - 1) x ais_leapfrog) decoder passes
+    # (forward + backward) per image; decoder calls see at most loglik_rows z's.
+    ais_test_size: int = Field(0, ge=0)
+    ais_chains: int = Field(16, ge=1)
+    ais_steps: int = Field(200, ge=1)
+    ais_leapfrog: int = Field(10, ge=1)
     # Latent metrics (MMD to the prior, covariance log-det, MI, active units) on this many
     # test encodings (null: all), and on as many train encodings (the first rows of the
     # cell's own training set: log-det on train vs test shows over-fitting, the paper's Fig. 4).

@@ -22,7 +22,12 @@ class ModelParams(Section):
     conv_fc: int = Field(1024, ge=1)
     # q(z|x) std = softplus(.) + std_floor: keeps log q(z|x) finite for near-deterministic
     # encoders (MMD-VAE has no KL term pulling the std up), which the IS estimator needs.
-    std_floor: float = Field(1e-3, ge=0.0, le=1.0)  # q(z|x) std >= this: log q(z|x) stays finite
+    std_floor: float = Field(1e-3, ge=0.0, le=1.0)
+    # softplus: std = softplus(.) + floor, started at std ~ 1; sigmoid (the authors'):
+    # std = max(sigmoid(.), floor) <= 1, started at ~0.5 (pipeline.model.base.gaussian_head).
+    std_param: Literal["softplus", "sigmoid"] = "softplus"
+    # default: PyTorch's layer init; xavier: Glorot-uniform weights, zero biases (the authors' TF default).
+    init: Literal["default", "xavier"] = "default"
     pixelcnn_layers: int = Field(12, ge=2, le=64)  # first 7x7 mask A, then 3x3 mask B
     pixelcnn_maps: int = Field(32, ge=4, le=512)
     pixelcnn_cond_maps: int = Field(16, ge=1, le=512)  # spatial z-conditioning map channels
@@ -77,6 +82,9 @@ class ObjectiveParams(Section):
 
     # kl (ELBO family) | mmd | stein | adversarial
     divergence: Literal["kl", "mmd", "stein", "adversarial"] = "kl"
+    # per_image: the terms in nats per image (sums over pixels and latent dims); authors: their
+    # reduce_means, recon / 784 and KL / d, D as is (pipeline.model.objective.InfoVAE.loss).
+    scaling: Literal["per_image", "authors"] = "per_image"
     # alpha <= 1 keeps the KL weight (1 - alpha) non-negative (alpha = 1: no KL term).
     alpha: float = Field(0.0, ge=-1e6, le=1.0)
     lambda_: float = Field(1.0, alias="lambda", ge=0.0, le=1e8)
@@ -107,9 +115,17 @@ class TrainParams(Section):
 
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(100, ge=2)
-    optimizer: Literal["rmsprop", "adam"] = "rmsprop"  # rmsprop (the authors' v1) | adam
+    # rmsprop: torch's (alpha 0.99, eps 1e-8 outside the root, mean square from 0); rmsprop_tf1:
+    # tf.train.RMSPropOptimizer as the authors ran it (decay 0.9, eps 1e-10 inside, from 1).
+    optimizer: Literal["rmsprop", "rmsprop_tf1", "adam"] = "rmsprop"
     lr: float = Field(1e-3, gt=0.0, le=1e6)
-    grad_clip: float | None = Field(10.0, gt=0.0)  # max global gradient norm; null: none
+    grad_clip: float | None = Field(10.0, gt=0.0)  # the threshold of grad_clip_mode; null: none
+    # norm: rescale so the global L2 norm <= grad_clip; value: clamp each entry to +-grad_clip
+    # (the authors' tf.clip_by_value, c = 1).
+    grad_clip_mode: Literal["norm", "value"] = "norm"
+    # L2 penalty weight_decay / 2 * sum ||W||^2 over the weight tensors (not biases) of encoder
+    # and decoder, added to the minimised loss (tf.contrib.layers.l2_regularizer's form).
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0)
     train_size: int | None = Field(None, ge=1)  # first n train rows (nested subsets); null: all
     validation_size: int | None = Field(None, ge=1)  # first n validation rows; null: all

@@ -24,8 +24,8 @@ from pipeline.evaluation.metrics.latent import latent_diagnostics
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.infra.errors import PipelineError
 from pipeline.model.objective import InfoVAE
-from pipeline.params.model import TrainParams
 from pipeline.train import checkpoint as ckpt
+from pipeline.train.optim import clip_gradients, decayed_weights, l2_penalty, make_optimizer
 
 # on_epoch(epoch, metrics, checkpoint_dir or None) -> True to stop after this epoch
 EpochCallback = Callable[[int, dict[str, float], Path | None], bool | None]
@@ -55,12 +55,6 @@ def choose_device(pref: str) -> torch.device:
     if pref == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", torch.cuda.current_device())
-
-
-def make_optimizer(params: list, cfg: TrainParams) -> torch.optim.Optimizer:
-    if cfg.optimizer == "rmsprop":  # the authors' v1 setting: RMSProp 1e-3
-        return torch.optim.RMSprop(params, lr=cfg.lr)
-    return torch.optim.Adam(params, lr=cfg.lr)
 
 
 def _fixed_binarization(split: Split, device: torch.device) -> Tensor:
@@ -130,6 +124,7 @@ class Trainer:
         model, n = self.model, self.train_images.shape[0]
         model.train()
         params = model.model_parameters()
+        decayed = decayed_weights(model) if cfg.weight_decay else []
         order = torch.randperm(n, generator=self.data_rng, device=self.device)
         sums = torch.zeros(4, device=self.device, dtype=torch.float64)
         extra: dict[str, float] = {}
@@ -147,9 +142,9 @@ class Trainer:
                     f"div {terms.div.item():.4g}); lower train.lr or check the objective weights"
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            # The L2 penalty trains but is not reported: train_loss stays the objective, as val_loss.
+            (terms.loss + l2_penalty(decayed, cfg.weight_decay)).backward()
+            clip_gradients(params, cfg)
             self.optimizer.step()
             extra = model.divergence.update(terms.z.detach())
             with torch.no_grad():

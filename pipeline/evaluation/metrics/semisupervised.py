@@ -75,6 +75,7 @@ def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[st
     test, _ = data.split("test")
     pool_mean, _ = data.encodings(model, "train", settings.semisupervised_pool)
     test_mean, _ = data.encodings(model, "test")
-    return semisupervised_error(pool_mean.numpy(), pool.labels.numpy(), test_mean.numpy(),
-                                test.labels.numpy(), settings.semisupervised_labels,
-                                settings.semisupervised_repeats, settings.seed)
+    out = semisupervised_error(pool_mean.numpy(), pool.labels.numpy(), test_mean.numpy(),
+                               test.labels.numpy(), settings.semisupervised_labels,
+                               settings.semisupervised_repeats, settings.seed)
+    return {**out, "ss_repeats": settings.semisupervised_repeats}
