@@ -56,6 +56,8 @@ class Panel:
     styles: dict[str, str] = field(default_factory=dict)  # line style -> meaning (a second legend)
     empty: str = "not measured"  # shown in a panel without data
     integer_x: bool = False  # epochs
+    # a symmetric-log y axis, linear within +-symlog: values near 0 and near a bound both readable
+    symlog: float | None = None
 
 
 def _draw(ax, panel: Panel) -> None:
@@ -84,7 +86,10 @@ def _draw(ax, panel: Panel) -> None:
     xs = [v for ln in lines for v in ln.x]
     if panel.logx and min(xs) > 0:
         ax.set_xscale("log")
-    if panel.logy and min(values) > 0:  # a log axis cannot show a non-positive value: stay linear
+    if panel.symlog:
+        ax.set_yscale("symlog", linthresh=panel.symlog, linscale=0.5)
+        ax.set_ylim(bottom=min(0.0, min(values)))
+    elif panel.logy and min(values) > 0:  # a log axis cannot show a non-positive value: stay linear
         ax.set_yscale("log")
     if panel.xticks:
         ax.set_xticks(panel.xticks)
