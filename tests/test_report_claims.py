@@ -84,3 +84,15 @@ def test_absent_reference_figures_are_said_absent(tmp_path):
     build_report(_params(reference_dir="no/such/dir"), tmp_path, log=lambda _m: None)
     html = (tmp_path / "report/index.html").read_text()
     assert "reference figures were not found in no/such/dir (report.reference_dir)" in html
+
+
+def test_run_links_go_to_the_tracking_server_or_to_mlflow_ui():
+    from pipeline.report.doc import Link, run_link
+    from pipeline.report.study import mlflow_ui
+
+    cfg = ReportParams()
+    assert mlflow_ui("http://10.0.0.5:5000/", cfg) == "http://10.0.0.5:5000"
+    assert mlflow_ui("sqlite:///mlflow.db", cfg) == "http://127.0.0.1:5000"
+    run = "ab" * 16
+    assert run_link(run, "http://10.0.0.5:5000") == Link(run, f"http://10.0.0.5:5000/#/runs/{run}")
+    assert run_link(None, "http://10.0.0.5:5000") == "—"

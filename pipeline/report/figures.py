@@ -88,7 +88,7 @@ def _draw(ax, panel: Panel) -> None:
         ax.set_xscale("log")
     if panel.symlog:
         ax.set_yscale("symlog", linthresh=panel.symlog, linscale=0.5)
-        ax.set_ylim(bottom=min(0.0, min(values)))
+        ax.set_ylim(min(0.0, min(values)), max(values) * 2)  # room above a bound line and its label
     elif panel.logy and min(values) > 0:  # a log axis cannot show a non-positive value: stay linear
         ax.set_yscale("log")
     if panel.xticks:
