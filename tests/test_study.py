@@ -95,8 +95,11 @@ def test_report_renders_in_chromium(smoke_study, tmp_path):
     assert pixels.std() > 20, "the screenshot is blank"
     assert (pixels < 128).mean() > 0.01  # text and figures, not just background
     dom = rendered_dom(page, tmp_path / "chrome2")
-    table = re.search(r"<table.*?</table>", dom, re.S)
-    assert table and "ELBO" in table.group(0) and "82.75" in table.group(0)
+    claims = re.search(r"<table.*?</table>", dom, re.S)  # the first table: the claims' verdicts
+    assert claims and all(f"<td>C{i} (" in claims.group(0) for i in range(1, 7))
+    assert re.search(r"<td>(REPRODUCED|NOT REPRODUCED|INCONCLUSIVE)</td>", claims.group(0))
+    table1 = re.search(r'<section id="table1">.*?(<table.*?</table>)', dom, re.S)
+    assert table1 and "ELBO" in table1.group(1) and "82.75" in table1.group(1)
 
 
 def test_mlflow_server_over_the_study_store_lists_the_runs(smoke_study, tmp_path):
