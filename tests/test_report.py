@@ -87,8 +87,9 @@ def _metrics(c: dict, method: str) -> dict:
         "mmd": (1e-4 if elbo else 1e-3) * d * (1 + k), "logdet_cov": logdet - 0.3 - spread,
         "train_logdet_cov": logdet - spread,
         "mi": 0.05 if elbo and c["dec"] == "pixelcnn" else 5.0 + c["alpha"], "active_units": min(d, 8),
+        "latent_n": 5000, "train_latent_n": min(n, 5000),
         "ss_error_100": 0.5 * (1 + k / 3) / d, "ss_error_100_std": 0.02,
-        "ss_error_1000": 0.2 * (1 + k / 3) / d, "ss_error_1000_std": 0.01,
+        "ss_error_1000": 0.2 * (1 + k / 3) / d, "ss_error_1000_std": 0.01, "ss_repeats": 5,
         "class_mismatch": None if method == "Unregularized" else 0.02 + (k + d) / 1000,  # None: skipped
         "class_empty": 0.0, "class_max_freq": 0.12, "class_samples": 10000, "classifier_accuracy": 0.99,
         "divergence": c["div"], "alpha": c["alpha"], "lambda": c["lambda"], "encoder": "mlp",
@@ -180,14 +181,18 @@ def study(tmp_path_factory):
 def test_report_is_self_contained(study):
     html = study.html
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", html)
+    assert not re.search(r"""src\s*=\s*["']?(https?:|//|file:)""", html)  # nothing loaded from elsewhere
     assert "<link" not in html and "<script" not in html and "url(" not in html and "@import" not in html
     images = re.findall(r"<img [^>]*>", html)
     assert len(images) == study.result["figures"] >= 8
     assert all('src="data:image/png;base64,' in img for img in images)
     assert study.result["html_bytes"] < 5e6
-    for href in re.findall(r'href="([^"]*)"', html):
-        assert href.startswith("#") and f'id="{href[1:]}"' in html
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    runs = [h for h in hrefs if not h.startswith("#")]
+    # links only: to the report's own sections, or to a run's page in the MLflow UI (`mlflow ui`'s address)
+    assert runs and all(re.fullmatch(r"http://127\.0\.0\.1:5000/#/runs/[0-9a-f]{32}", h) for h in runs)
+    for href in hrefs:
+        assert not href.startswith("#") or f'id="{href[1:]}"' in html
 
 
 def test_table1_holds_the_papers_values_and_ours(study):
@@ -204,20 +209,27 @@ def test_table1_holds_the_papers_values_and_ours(study):
 
 
 def test_every_experiment_has_its_section_and_sources(study):
-    assert study.result["sections"] == ["table1", "latent-dim", "train-size", "information-preference",
-                                        "alpha-lambda", "samples", "trials"]
+    assert study.result["sections"] == ["claims", "table1", "latent-dim", "train-size",
+                                        "information-preference", "alpha-lambda", "samples", "reference",
+                                        "trials"]
     for sid in study.result["sections"]:
         assert f'<section id="{sid}">' in study.html
     for fig in ("latent_dim", "logdet_vs_train_size", "mutual_information", "alpha_lambda_mmd",
                 "samples_kl", "reconstructions_mmd", "samples_stein"):
         assert f'id="fig-{fig}"' in study.html and f"](figures/{fig}.png)" in study.md
         assert (study.base / "report/figures" / f"{fig}.png").is_file()
-    assert study.html.count('class="source"') >= 6 and "MLflow run " + f"{0:032x}" in study.html
+    run = f"{0:032x}"
+    assert study.html.count('class="source"') >= 6
+    assert f'MLflow run <a href="http://127.0.0.1:5000/#/runs/{run}">{run}</a>' in study.html
+    assert f'MLflow run <a href="http://127.0.0.1:5000/#/runs/{run}">{run}</a>' in study.md  # <sub> HTML
     assert "not part of this sweep" not in study.html
     assert "about 9 at 500 training samples down to 2 at 50k" in study.html  # the paper's finding
     assert "ELBO train 9.00 at n=500 to 5.80 at n=50,000, test 8.70 at n=500 to 5.50 at n=50,000" \
         in study.html
     assert "N = 1,000 validation encodings" in study.html
+    info = study.html[study.html.index('id="information-preference"'):study.html.index('id="alpha-lambda"')]
+    assert "<td>5,000</td><td>8.52</td>" in info and "N = 5,000 for every cell here" in info  # log 5000
+    assert "9.21" not in info
     assert "Not measured for any cell" not in study.html  # class mismatch: missing for one method only
 
 

@@ -57,6 +57,9 @@ def test_dvc_metrics_and_plots(smoke_study, tmp_path):
     metrics = json.loads(shown.stdout)
     flat = json.dumps(metrics)
     assert "test_nll" in flat and "mean_pixel" in flat
+    claims = next(v["data"]["results/metrics/claims.json"]["data"]["claims"] for v in metrics.values())
+    assert sorted(claims) == ["c1", "c2", "c3", "c4", "c5", "c6"]
+    assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in claims.values())
     plots = subprocess.run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], cwd=repo,
                            env=venv_env(), capture_output=True, text=True, timeout=120)
     assert plots.returncode == 0, plots.stderr
@@ -75,7 +78,10 @@ def test_report_holds_the_table_and_every_figure(smoke_study):
     assert "was not part of this sweep" not in html  # the smoke profile runs every experiment
     images = re.findall(r'<img [^>]*src="([^"]+)"', html)
     assert len(images) >= 10 and all(src.startswith("data:image/png;base64,") for src in images)
-    assert not re.search(r'(src|href)="(https?:|file:|/)', html)  # self-contained
+    assert not re.search(r'src="(https?:|file:|/)', html)  # self-contained: nothing loaded from elsewhere
+    links = [h for h in re.findall(r'href="([^"#][^"]*)"', html)]
+    assert links and all(re.fullmatch(r"http://127\.0\.0\.1:5000/#/runs/[0-9a-f]{32}", h) for h in links)
+    assert html.index('id="claims"') < html.index('id="table1"')  # the claims table opens the report
     md = (repo / "report" / "report.md").read_text()
     assert "82.75" in md and all((repo / "report" / m).is_file()
                                  for m in re.findall(r"\]\((figures/[^)]+\.png)\)", md))
@@ -89,8 +95,11 @@ def test_report_renders_in_chromium(smoke_study, tmp_path):
     assert pixels.std() > 20, "the screenshot is blank"
     assert (pixels < 128).mean() > 0.01  # text and figures, not just background
     dom = rendered_dom(page, tmp_path / "chrome2")
-    table = re.search(r"<table.*?</table>", dom, re.S)
-    assert table and "ELBO" in table.group(0) and "82.75" in table.group(0)
+    claims = re.search(r"<table.*?</table>", dom, re.S)  # the first table: the claims' verdicts
+    assert claims and all(f"<td>C{i} (" in claims.group(0) for i in range(1, 7))
+    assert re.search(r"<td>(REPRODUCED|NOT REPRODUCED|INCONCLUSIVE)</td>", claims.group(0))
+    table1 = re.search(r'<section id="table1">.*?(<table.*?</table>)', dom, re.S)
+    assert table1 and "ELBO" in table1.group(1) and "82.75" in table1.group(1)
 
 
 def test_mlflow_server_over_the_study_store_lists_the_runs(smoke_study, tmp_path):

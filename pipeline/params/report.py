@@ -18,3 +18,9 @@ class ReportParams(Section):
     # Fig. 3 (D), MMD over training: this latent dim (else the largest)
     curve_latent_dim: int = Field(10, ge=1)
     log_to_mlflow: bool = True  # attach the report to the sweep's parent MLflow run (report/)
+    # the claims' verdicts and statistics as DVC metrics (claims.c1.verdict, ...): a file outside out_dir
+    claims_metrics: str = Field("results/metrics/claims.json", min_length=1)
+    # the authors' reference figures (PNG), copied beside the report when the directory exists
+    reference_dir: str = Field("../shared/reference", min_length=1)
+    # MLflow UI address for run links when tracking.uri is not http(s) (where `mlflow ui` listens)
+    mlflow_ui_url: str = Field("http://127.0.0.1:5000", pattern=r"^https?://")

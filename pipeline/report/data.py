@@ -78,6 +78,7 @@ class StudyInputs:
     metrics: pd.DataFrame
     history: pd.DataFrame
     images: Path
+    mlflow_ui: str | None = None  # the MLflow UI's base URL: run ids become links to their pages
 
     @property
     def grids(self) -> dict[str, list[str]]:

@@ -12,16 +12,36 @@ from typing import Any
 NOT_MEASURED = "not measured"
 
 
+@dataclass(frozen=True)
+class Link:
+    """A hyperlink inside a text or a table cell: "#anchor" (a section of the report) or a URL."""
+
+    text: str
+    href: str
+
+
+Inline = str | Link | list[str | Link]  # a text or a cell: plain, one link, or a run of both
+
+
+def plain(value: Inline) -> str:
+    """The text of an inline value without its links."""
+    if isinstance(value, Link):
+        return value.text
+    if isinstance(value, list):
+        return "".join(plain(v) for v in value)
+    return value
+
+
 @dataclass
 class Text:
-    text: str
+    text: Inline
     kind: str = "p"  # p: prose | note: an absent experiment or metric | source: the trials behind a result
 
 
 @dataclass
 class Table:
     header: list[str]
-    rows: list[list[str]]
+    rows: list[list[Inline]]
     caption: str = ""
 
 
@@ -29,7 +49,7 @@ class Table:
 class Figure:
     name: str  # file stem under figures/ (Markdown) and the anchor of the image (HTML)
     png: bytes
-    caption: str
+    caption: Inline
     pixelated: bool = False  # an image grid: shown enlarged without smoothing
     title: str = ""  # the image's alt text (default: its name)
 
@@ -51,7 +71,7 @@ class Section:
 @dataclass
 class Report:
     title: str
-    header: list[tuple[str, str]]  # (key, value) lines under the title
+    header: list[tuple[str, Inline]]  # (key, value) lines under the title
     sections: list[Section]
 
     def figures(self) -> list[Figure]:
@@ -82,9 +102,20 @@ def text(value: Any, default: str = "—") -> str:
     return default if missing(value) or value == "" else str(value)
 
 
-def source(rows: Iterable[Mapping[str, Any]], what: str = "") -> Text:
-    """The trials a figure or table came from: cell label, Ray Tune trial id, MLflow run id."""
-    parts = [f"{r.get('cell_label') or r.get('cell')}: trial {text(r.get('trial_id'))}, "
-             f"MLflow run {text(r.get('mlflow_run_id'))}" for r in rows]
-    lead = f"Source{' (' + what + ')' if what else ''}: "
-    return Text(lead + ("; ".join(parts) if parts else "no trials") + ".", "source")
+def run_link(run_id: Any, ui: str | None) -> Inline:
+    """An MLflow run id, linked to its page in the MLflow UI (`ui`: the UI's base URL) when known.
+    The UI's /#/runs/<id> route finds the run's experiment itself."""
+    if missing(run_id) or not str(run_id):
+        return text(run_id)
+    return Link(str(run_id), f"{ui.rstrip('/')}/#/runs/{run_id}") if ui else str(run_id)
+
+
+def source(rows: Iterable[Mapping[str, Any]], what: str = "", ui: str | None = None) -> Text:
+    """The trials a figure or table came from: cell label, Ray Tune trial id, MLflow run id (a link
+    to the MLflow UI when `ui` is given)."""
+    parts: list[str | Link] = [f"Source{' (' + what + ')' if what else ''}: "]
+    for i, r in enumerate(rows):
+        parts += ["; " if i else "", f"{r.get('cell_label') or r.get('cell')}: trial "
+                  f"{text(r.get('trial_id'))}, MLflow run ", run_link(r.get("mlflow_run_id"), ui)]
+    parts.append("." if len(parts) > 1 else "no trials.")
+    return Text([p for p in parts if p], "source")

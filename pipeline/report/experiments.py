@@ -10,13 +10,25 @@ from typing import Any
 import pandas as pd
 
 from pipeline.params.report import ReportParams
+from pipeline.report.claims_section import REFERENCE_ANCHOR
 from pipeline.report.data import StudyInputs, column
-from pipeline.report.doc import Figure, Section, Table, Text, count, num, source, text
+from pipeline.report.doc import Figure, Inline, Link, Section, Table, Text, count, missing, num, source, text
 from pipeline.report.figures import STYLES, Line, Panel, method_order, palette, panel_figure
 from pipeline.report.tables import absent_grid, not_evaluated
 
 LATENT_GRID, SIZE_GRID, INFO_GRID = "latent_dim", "train_size", "information_preference"
-REFERENCE = "shared/reference/"
+REFERENCE = "in Reference figures below"  # pipeline.report.reference ships them beside the report
+
+
+def _linked(caption: str) -> Inline:
+    """The caption with its mention of the reference figures as a link to their section."""
+    if REFERENCE not in caption:
+        return caption
+    before, after = caption.split(REFERENCE, 1)
+    return [before, "in ", Link("Reference figures", f"#{REFERENCE_ANCHOR}"), " below", after]
+
+
+MI_LINEAR = 1e-3  # nats: the MI axis is linear below this, logarithmic above (symlog)
 
 
 def _lines(rows: pd.DataFrame, x: str, y: str, colors: dict[str, str], err: str | None = None,
@@ -86,7 +98,8 @@ def latent_dim_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
               lines=_lines(rows, "latent_dim", "class_mismatch", colors), **common),
         Panel(f"(D) MMD over training (d={at})", "epoch", "MMD (validation encodings)", logy=True,
               integer_x=True, lines=_curves(inputs, at_rows, "val_mmd", colors)),
-        Panel("(E) semi-supervised error", ylabel="test error rate (lower is better)", logy=True,
+        # linear: the errors span a fraction of a decade (e.g. 0.70-0.80), where a log axis has no labels
+        Panel("(E) semi-supervised error", ylabel="test error rate (lower is better)",
               lines=[ln for i, n in enumerate(counts) for ln in _lines(
                   rows, "latent_dim", f"ss_error_{n}", colors, f"ss_error_{n}_std", STYLES[i % 4])],
               styles={STYLES[i % 4]: f"{n} labels" for i, n in enumerate(counts)}, **common),
@@ -94,7 +107,7 @@ def latent_dim_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
     styles = " and ".join(f"{n} ({'solid dashed dotted dash-dotted'.split()[i % 4]})"
                           for i, n in enumerate(counts)) or "(not measured)"
     caption = ("The best trial of each cell of grid 'latent_dim', against the latent dimension (the "
-               f"authors' Fig. 3, {REFERENCE}authors_v1_metrics_vs_latent_dim.png). (A) MMD between the test "
+               f"authors' Fig. 3, {REFERENCE}). (A) MMD between the test "
                "encodings q(z) and prior samples (lower: closer to the prior). (B) log-determinant of the "
                "covariance of the test encodings: 0 for N(0, I); the authors' panel draws this axis "
                "inverted. (C) class mismatch of generated samples, KL(uniform || predicted class "
@@ -105,9 +118,9 @@ def latent_dim_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
     gaps = [p.title.split(")")[0] + ")" for p in panels if not p.lines]
     if gaps:
         caption += f" Not measured for any cell: {', '.join(gaps)}."
-    section.blocks.append(Figure("latent_dim", panel_figure(panels, 3, cfg.dpi), caption,
+    section.blocks.append(Figure("latent_dim", panel_figure(panels, 3, cfg.dpi), _linked(caption),
                                  title="Metrics vs latent dimension, panels A-E"))
-    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()]))
+    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()], ui=inputs.mlflow_ui))
     return section
 
 
@@ -136,17 +149,17 @@ def train_size_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
                   for ln in lines if ln.label == method]
         ours.append(f"{method} " + ", ".join(trends or ["not measured"]))
     caption = ("Log-determinant of the covariance of the encodings of train (solid) and test (dashed) images "
-               "against the number of training images, one colour per method (the authors' figure: "
-               f"{REFERENCE}authors_logdet_vs_train_size.png). Paper's finding: ELBO over-estimates the "
+               "against the number of training images, one colour per method (the authors' Fig. 4, "
+               f"{REFERENCE}). Paper's finding: ELBO over-estimates the "
                "variance, a log-det of about 9 at 500 training samples down to 2 at 50k, while InfoVAE stays "
                "near 0. Ours: " + ("; ".join(ours) if ours else "not measured") + ".")
     if "train_logdet_cov" not in inputs.metrics.columns or not train:
         caption += (" The train-split log-det was not measured (no train_logdet_cov in metrics.parquet: "
                     "an older evaluation).")
     png = panel_figure([panel], 1, cfg.dpi, 6.0, 4.0)
-    section.blocks.append(Figure("logdet_vs_train_size", png, caption,
+    section.blocks.append(Figure("logdet_vs_train_size", png, _linked(caption),
                                  title="Covariance log-det vs training-set size"))
-    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()]))
+    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()], ui=inputs.mlflow_ui))
     return section
 
 
@@ -166,25 +179,36 @@ def information_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
     colors = palette(list(rows["method"].unique()))
     n = _diagnostics_n(inputs, rows)
     bound = [(math.log(n), f"log N = {math.log(n):.2f}")] if n and n > 1 else []
-    panel = Panel("mutual information I_q(x; z) during training", "epoch", "I_q(x; z), nats (validation)",
+    panel = Panel("mutual information I_q(x; z) during training", "epoch",
+                  f"I_q(x; z), nats (validation; linear below {MI_LINEAR:g}, log above)",
                   _curves(inputs, rows, "val_mi", colors), hlines=bound, integer_x=True,
-                  empty="val_mi not measured (train.diagnostics_size = 0)")
+                  empty="val_mi not measured (train.diagnostics_size = 0)", symlog=MI_LINEAR)
     size = f"N = {n:,} validation encodings (train.diagnostics_size)" if n else "N validation encodings"
     caption = ("Mutual information between x and z, estimated after every epoch on " + size + " as "
                "mean_i [log q(z_i|x_i) - log (1/N) sum_j q(z_i|x_j)]; the estimate is bounded by log N "
-               "(dotted). Paper's finding (Sec. 5.4): with a PixelCNN decoder ELBO's mutual information "
-               "falls to about 0 (the decoder models the images without the code) while InfoVAE keeps it.")
+               f"(dotted). The y axis is symmetric-logarithmic (linear below {MI_LINEAR:g} nats) so that "
+               "curves near 0 and near the bound are both readable. Paper's finding (Sec. 5.4): with a "
+               "PixelCNN decoder ELBO's mutual information falls to about 0 (the decoder models the images "
+               "without the code) while InfoVAE keeps it.")
     png = panel_figure([panel], 1, cfg.dpi, 6.0, 4.0)
     section.blocks.append(Figure("mutual_information", png, caption, title="Mutual information in training"))
-    body = [[str(r["method"]), text(r.get("decoder")), num(inputs.last_epoch(r["cell"], "val_mi")),
-             num(r.get("mi")), count(r.get("active_units")), text(r.get("trial_id"))]
-            for _, r in rows.iterrows()]
-    section.blocks.append(Table(["Method", "Decoder", "MI, last epoch (val.)", "MI (test)", "Active units",
-                                 "Trial"], body, "Mutual information in nats; the test value is bounded by "
-                                 "log of the number of test encodings used (log 10000 = 9.21 for all)."))
+    body, sizes = [], set()
+    for _, r in rows.iterrows():
+        n_test = r.get("latent_n")
+        bound_s = "not measured" if missing(n_test) or n_test < 2 else f"{math.log(n_test):.2f}"
+        if not missing(n_test):
+            sizes.add(int(n_test))
+        body.append([str(r["method"]), text(r.get("decoder")), num(inputs.last_epoch(r["cell"], "val_mi"), 3),
+                     num(r.get("mi"), 3), count(n_test), bound_s, count(r.get("active_units")),
+                     text(r.get("trial_id"))])
+    same = (f"; N = {sizes.pop():,} for every cell here" if len(sizes) == 1 else "")
+    section.blocks.append(Table(["Method", "Decoder", "MI, last epoch (val.)", "MI (test)",
+                                 "N (test encodings)", "Bound log N", "Active units", "Trial"], body,
+                                "Mutual information in nats; the test value is bounded by log N, N the test "
+                                f"encodings it was estimated on (evaluate.latent_size){same}."))
     if any(str(d) != "pixelcnn" for d in column(rows, "decoder")):
         section.blocks.append(Text("Some of these cells do not use a PixelCNN decoder: the paper's effect "
                                    "needs a flexible (autoregressive) decoder.", "note"))
-    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()]))
+    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()], ui=inputs.mlflow_ui))
     return section
 

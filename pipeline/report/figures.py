@@ -57,6 +57,8 @@ class Panel:
     styles: dict[str, str] = field(default_factory=dict)  # line style -> meaning (a second legend)
     empty: str = "not measured"  # shown in a panel without data
     integer_x: bool = False  # epochs
+    # a symmetric-log y axis, linear within +-symlog: values near 0 and near a bound both readable
+    symlog: float | None = None
 
 
 def _draw(ax, panel: Panel) -> None:
@@ -85,7 +87,10 @@ def _draw(ax, panel: Panel) -> None:
     xs = [v for ln in lines for v in ln.x]
     if panel.logx and min(xs) > 0:
         ax.set_xscale("log")
-    if panel.logy and min(values) > 0:  # a log axis cannot show a non-positive value: stay linear
+    if panel.symlog:
+        ax.set_yscale("symlog", linthresh=panel.symlog, linscale=0.5)
+        ax.set_ylim(min(0.0, min(values)), max(values) * 2)  # room above a bound line and its label
+    elif panel.logy and min(values) > 0:  # a log axis cannot show a non-positive value: stay linear
         ax.set_yscale("log")
     if panel.xticks:
         ax.set_xticks(panel.xticks)

@@ -80,5 +80,5 @@ def alpha_lambda_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
     note = not_evaluated(frame)
     if note:
         section.blocks.append(note)
-    section.blocks.append(source(rows))
+    section.blocks.append(source(rows, ui=inputs.mlflow_ui))
     return section

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 
-from pipeline.report.doc import Block, Figure, Report, Table, Text
+from pipeline.report.doc import Block, Figure, Inline, Link, Report, Table, Text
 
 FIGURES = "figures"
 
@@ -39,24 +39,41 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _html_inline(v: Inline) -> str:
+    if isinstance(v, Link):
+        return f'<a href="{_esc(v.href)}">{_esc(v.text)}</a>'
+    if isinstance(v, list):
+        return "".join(_html_inline(p) for p in v)
+    return _esc(v)
+
+
+def _md_inline(v: Inline, escape=lambda s: s) -> str:
+    if isinstance(v, Link):
+        return f"[{escape(v.text)}]({v.href})"
+    if isinstance(v, list):
+        return "".join(_md_inline(p, escape) for p in v)
+    return escape(v)
+
+
 def _html_block(b: Block) -> str:
     if isinstance(b, Text):
         cls = "" if b.kind == "p" else f' class="{b.kind}"'
-        return f"<p{cls}>{_esc(b.text)}</p>"
+        return f"<p{cls}>{_html_inline(b.text)}</p>"
     if isinstance(b, Table):
         head = "".join(f"<th>{_esc(h)}</th>" for h in b.header)
-        body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in b.rows)
+        body = "".join("<tr>" + "".join(f"<td>{_html_inline(c)}</td>" for c in row) + "</tr>"
+                       for row in b.rows)
         cap = f"<caption>{_esc(b.caption)}</caption>" if b.caption else ""
         return (f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
                 f"<tbody>{body}</tbody></table></div>")
     alt = _esc(b.alt)
     cls = ' class="grid"' if b.pixelated else ""
     return (f'<figure id="fig-{_esc(b.name)}"><img{cls} alt="{alt}" src="{data_uri(b.png)}">'
-            f"<figcaption>{_esc(b.caption)}</figcaption></figure>")
+            f"<figcaption>{_html_inline(b.caption)}</figcaption></figure>")
 
 
 def to_html(report: Report) -> str:
-    meta = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in report.header)
+    meta = "".join(f"<dt>{_esc(k)}</dt><dd>{_html_inline(v)}</dd>" for k, v in report.header)
     toc = "".join(f'<li><a href="#{_esc(s.id)}">{_esc(s.title)}</a></li>' for s in report.sections)
     sections = "\n".join(
         f'<section id="{_esc(s.id)}"><h2>{_esc(s.title)}</h2>\n' + "\n".join(_html_block(b) for b in s.blocks)
@@ -68,25 +85,31 @@ def to_html(report: Report) -> str:
             f"<nav><h2>Contents</h2><ol>{toc}</ol></nav>\n{sections}\n</body></html>\n")
 
 
-def _cell(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or " "
+def _md_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _cell(v: Inline) -> str:
+    return _md_inline(v, _md_escape) or " "
 
 
 def _md_block(b: Block) -> str:
     if isinstance(b, Text):
-        styled = {"note": f"> **Note:** {b.text}", "source": f"<sub>{html.escape(b.text)}</sub>"}
-        return styled.get(b.kind, b.text)
+        if b.kind == "source":  # <sub> is HTML inside Markdown: links as <a>, text escaped
+            return f"<sub>{_html_inline(b.text)}</sub>"
+        body = _md_inline(b.text)
+        return f"> **Note:** {body}" if b.kind == "note" else body
     if isinstance(b, Table):
         lines = ["| " + " | ".join(_cell(h) for h in b.header) + " |",
                  "|" + "---|" * len(b.header)]
         lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in b.rows]
         return "\n".join(lines) + (f"\n\n*{b.caption}*" if b.caption else "")
-    return f"![{b.alt}]({FIGURES}/{b.name}.png)\n\n*{b.caption}*"
+    return f"![{b.alt}]({FIGURES}/{b.name}.png)\n\n*{_md_inline(b.caption)}*"
 
 
 def to_markdown(report: Report) -> str:
     toc = "\n".join(f"{i}. [{s.title}](#{s.id})" for i, s in enumerate(report.sections, 1))
-    parts = [f"# {report.title}", "\n".join(f"- **{k}:** {v}" for k, v in report.header),
+    parts = [f"# {report.title}", "\n".join(f"- **{k}:** {_md_inline(v)}" for k, v in report.header),
              "## Contents\n\n" + toc]
     for s in report.sections:
         parts.append(f'<a id="{s.id}"></a>\n\n## {s.title}')

@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.params.vocab import DIVERGENCE_NAMES
 from pipeline.report.data import EVALUATED, RECONSTRUCTIONS, SAMPLES, StudyInputs
-from pipeline.report.doc import Figure, Section, Text, missing, num, source, text
+from pipeline.report.doc import Figure, Inline, Section, Text, missing, num, run_link, source, text
 from pipeline.report.tables import TABLE1_GRID
 
 
@@ -57,14 +57,16 @@ def samples_section(inputs: StudyInputs) -> Section:
     if chosen:
         section.blocks.append(Text("One model per divergence: the Table 1 cell where it exists, else the "
                                    "evaluated cell with the lowest test NLL."))
-        section.blocks.append(source(chosen))
+        section.blocks.append(source(chosen, ui=inputs.mlflow_ui))
     return section
 
 
-def header(inputs: StudyInputs, tracking_uri: str) -> list[tuple[str, str]]:
+def header(inputs: StudyInputs, tracking_uri: str) -> list[tuple[str, Inline]]:
     s = inputs.sweep
-    browse = (f"mlflow ui --backend-store-uri {tracking_uri}" if not tracking_uri.startswith("http")
-              else f"open {tracking_uri}")
+    local = not tracking_uri.startswith(("http://", "https://"))
+    browse = (f"run links open once `mlflow ui --backend-store-uri {tracking_uri}` is running in the "
+              f"study's directory (it serves {inputs.mlflow_ui})" if local
+              else f"links open the tracking server {tracking_uri}")
     grids = ", ".join(inputs.grids) or "none"
     return [
         ("Study", text(s.get("name"))),
@@ -76,6 +78,6 @@ def header(inputs: StudyInputs, tracking_uri: str) -> list[tuple[str, str]]:
                            f"({text(s.get('finished'), '0')} finished, {text(s.get('killed'), '0')} stopped "
                            f"early by ASHA, {text(s.get('failed'), '0')} failed), "
                            f"{text(s.get('epochs'), '?')} epochs each at most"),
-        ("MLflow", f"experiment '{text(s.get('mlflow_experiment'))}', sweep run "
-                   f"{text(s.get('parent_run_id'))}; browse with: {browse}"),
+        ("MLflow", [f"experiment '{text(s.get('mlflow_experiment'))}', sweep run ",
+                    run_link(s.get("parent_run_id"), inputs.mlflow_ui), f"; {browse}"]),
     ]

@@ -13,10 +13,13 @@ from pipeline.infra import atomic, tracking
 from pipeline.params.load import Params
 from pipeline.params.report import ReportParams
 from pipeline.params.stages import stage_params
+from pipeline.report.claims import Claim, dvc_metrics, evaluate_claims, mlflow_payload
+from pipeline.report.claims_section import claims_section
 from pipeline.report.data import ReportError, StudyInputs, load_inputs
 from pipeline.report.doc import Report
 from pipeline.report.experiments import information_section, latent_dim_section, train_size_section
 from pipeline.report.maps import alpha_lambda_section
+from pipeline.report.reference import reference_section
 from pipeline.report.render import figure_files, to_html, to_markdown
 from pipeline.report.samples import header, samples_section
 from pipeline.report.tables import table1, trials_section
@@ -24,12 +27,20 @@ from pipeline.report.tables import table1, trials_section
 INDEX, MARKDOWN = "index.html", "report.md"
 
 
-def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str) -> Report:
-    """The whole report as data (pipeline.report.doc), one section per experiment."""
+def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str, claims: list[Claim]) -> Report:
+    """The whole report as data (pipeline.report.doc): the claims' verdicts first, then one section per
+    experiment (each claim links to its experiment's section), the reference figures, the trials."""
     sections = [table1(inputs), latent_dim_section(inputs, cfg), train_size_section(inputs, cfg),
                 information_section(inputs, cfg), alpha_lambda_section(inputs, cfg), samples_section(inputs),
-                trials_section(inputs)]
-    return Report(cfg.title, header(inputs, tracking_uri), sections)
+                reference_section(inputs.base, cfg.reference_dir), trials_section(inputs)]
+    titles = {s.id: s.title for s in sections}
+    return Report(cfg.title, header(inputs, tracking_uri), [claims_section(claims, titles), *sections])
+
+
+def mlflow_ui(tracking_uri: str, cfg: ReportParams) -> str:
+    """The MLflow UI's base URL for run links: the tracking server itself when it is http(s), else
+    where `mlflow ui` listens by default (report.mlflow_ui_url), opened over the same store."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else cfg.mlflow_ui_url
 
 
 def write_report(report: Report, out: Path) -> list[Path]:
@@ -61,10 +72,13 @@ def _parent_client(params: Any, cfg: ReportParams, inputs: StudyInputs, base: Pa
     return client
 
 
-def _log(client: Any, run_id: str, out: Path, files: list[Path]) -> None:
+def _log(client: Any, run_id: str, out: Path, files: list[Path], claims: list[Claim]) -> None:
     tracking.log_files(client, run_id, [out / INDEX, out / MARKDOWN], "report")
     figures = [f for f in files if f.parent.name == "figures"]
     tracking.log_files(client, run_id, figures, "report/figures")
+    metrics, tags = mlflow_payload(claims)
+    tracking.log_metrics(client, run_id, metrics, step=0)
+    tracking.set_tags(client, run_id, tags)
 
 
 def build_report(params: Any, base_dir: str | Path = ".",
@@ -80,16 +94,21 @@ def build_report(params: Any, base_dir: str | Path = ".",
     with atomic.replace_dir(out) as tmp:
         inputs = load_inputs(base, params.sweep.out_dir, eval_dir)
         client = _parent_client(params, cfg, inputs, base, log)
-        report = compose(inputs, cfg, tracking.redact(params.tracking.uri))
+        uri = tracking.redact(params.tracking.uri)
+        inputs.mlflow_ui = mlflow_ui(uri, cfg)
+        claims = evaluate_claims(inputs.metrics, inputs.history)  # rows carry ss_repeats
+        report = compose(inputs, cfg, uri, claims)
         written = write_report(report, tmp)
+    atomic.write_json(base / cfg.claims_metrics, dvc_metrics(claims))
     files = [out / f.relative_to(tmp) for f in written]
     run_id = inputs.sweep.get("parent_run_id")
     if client is not None:
-        _log(client, run_id, out, files)
-        log(f"report logged to MLflow run {run_id} (artifacts report/)")
+        _log(client, run_id, out, files, claims)
+        log(f"report and claims logged to MLflow run {run_id} (artifacts report/, tags claims.*)")
     size = (out / INDEX).stat().st_size
     log(f"report: {out / INDEX} ({size / 1e6:.2f} MB), {out / MARKDOWN}, {len(report.figures())} figures")
     return {"html": str(out / INDEX), "markdown": str(out / MARKDOWN), "figures": len(report.figures()),
             "sections": [s.id for s in report.sections], "html_bytes": size,
             "mlflow_run_id": run_id if client is not None else None,
+            "claims": {c.spec.id: c.verdict for c in claims},
             "seconds": round(time.perf_counter() - start, 1)}

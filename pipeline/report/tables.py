@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.report.data import EVALUATED, StudyInputs
-from pipeline.report.doc import Section, Table, Text, count, missing, num, source, text
+from pipeline.report.doc import Section, Table, Text, count, missing, num, run_link, source, text
 
 # Zhao et al. 2017, Table 1: test negative log-likelihood on MNIST, nats, with a PixelCNN decoder.
 PAPER_TABLE1 = {"ELBO": 82.75, "MMD-VAE": 80.76, "Stein-VAE": 81.47, "Adversarial-VAE": 82.21}
@@ -44,6 +44,7 @@ def table1(inputs: StudyInputs) -> Section:
         section.blocks.append(absent_grid(1, "Table 1, test log-likelihood", TABLE1_GRID))
         return section
     rows = inputs.in_grid(TABLE1_GRID)
+    ui = inputs.mlflow_ui
     by_method: dict[str, list[dict[str, Any]]] = {}
     for _, r in rows.iterrows():
         by_method.setdefault(str(r["method"]), []).append(r.to_dict())
@@ -65,7 +66,7 @@ def table1(inputs: StudyInputs) -> Section:
             diff = num(ours - paper, signed=True) if paper is not None and not missing(ours) else "—"
             body.append([method, paper_s, num(ours), num(r.get("test_nll_stderr")), count(r.get("test_k")),
                          count(r.get("test_n")), diff, setup(r, inputs),
-                         f"{text(r.get('trial_id'))} / {text(r.get('mlflow_run_id'))}"])
+                         [f"{text(r.get('trial_id'))} / ", run_link(r.get("mlflow_run_id"), ui)]])
     header = ["Method", "Paper NLL (PixelCNN)", "Ours NLL", "± s.e.", "K", "Test images", "Ours − paper",
               "Setup", "Trial / MLflow run"]
     caption = ("Test negative log-likelihood on MNIST in nats (lower is better): importance-sampled with "
@@ -76,7 +77,7 @@ def table1(inputs: StudyInputs) -> Section:
     note = not_evaluated(rows)
     if note:
         section.blocks.append(note)
-    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()]))
+    section.blocks.append(source([r.to_dict() for _, r in rows.iterrows()], ui=inputs.mlflow_ui))
     return section
 
 
@@ -96,9 +97,10 @@ def trials_section(inputs: StudyInputs) -> Section:
     section.blocks.append(_status_counts(inputs))
     trials = inputs.trials
     failed = trials[trials["status"] == "FAILED"] if len(trials) else trials
+    ui = inputs.mlflow_ui
     if len(failed):
         rows = [[text(r.get("trial_id")), text(r.get("cell_label")), count(r.get("epochs_done"), "0"),
-                 text(r.get("error"), "no reason recorded"), text(r.get("mlflow_run_id"))]
+                 text(r.get("error"), "no reason recorded"), run_link(r.get("mlflow_run_id"), ui)]
                 for _, r in failed.iterrows()]
         section.blocks.append(Table(["Trial", "Cell", "Epochs", "Error", "MLflow run"], rows,
                                     "FAILED trials and their error reason."))
