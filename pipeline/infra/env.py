@@ -5,7 +5,7 @@ import os
 
 # Ray's token authentication stays on (Ray's default since 2.5x): Ray 2.60's gRPC servers
 # listen on every interface, even for a local instance, so the token is what keeps them
-# private. DESIGN.md suggested RAY_AUTH_MODE=disabled; measured here, auth costs nothing.
+# private. RAY_AUTH_MODE=disabled would save nothing: measured here, auth costs nothing (docs/design.md §4).
 QUIET = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -10,7 +10,7 @@ from pathlib import Path
 from pipeline.report.claims_section import PAPER, REFERENCE_ANCHOR
 from pipeline.report.doc import Figure, Section, Text
 
-KNOWN = {  # file -> what it shows (the study's names for the authors' figures, see DESIGN.md)
+KNOWN = {  # file -> what it shows (the study's names for the authors' figures)
     "authors_v1_metrics_vs_latent_dim.png": "the authors' Fig. 3 (A-E): MMD, covariance log-det, class "
                                             "mismatch, MMD over training and semi-supervised error against "
                                             "the latent dimension",

@@ -1,7 +1,7 @@
 """MLflow logging of a sweep from the Ray driver: a parent run, one nested run per trial.
 
 Logging from the driver (a Tune Callback) rather than inside trials avoids the known
-Ray-MLflow integration bugs (DESIGN.md 3): runs left RUNNING when ASHA stops a trial, lost
+Ray-MLflow integration bugs (docs/design.md §4): runs left RUNNING when ASHA stops a trial, lost
 artifacts, duplicate runs on restart. MLflow is the source of truth for which run belongs to
 which trial (tag `ray.trial_id`), so a restarted sweep reopens a trial's run instead of
 creating a second one, and never logs an epoch twice.

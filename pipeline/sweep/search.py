@@ -29,7 +29,7 @@ def distribution(dim: SearchDim) -> optuna.distributions.BaseDistribution:
 
 
 def trial_spec(params: Params, cell: Cell, suggested: dict[str, Any], data_dir: str) -> RunSpec:
-    """The RunSpec of one trial; torch threads = the trial's CPUs (DESIGN.md section 2)."""
+    """The RunSpec of one trial; torch threads = the trial's CPUs (docs/design.md §4)."""
     p = resolve(params, cell, suggested)
     threads = max(1, int(p.sweep.cpus_per_trial))
     train = p.train.model_copy(update={"threads": threads})

@@ -45,7 +45,7 @@ def active_units(mean: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
 
 
 def mutual_information(mean: Tensor, std: Tensor, z: Tensor, block: int = 2048) -> float:
-    """I_q(x; z) ~= mean_i [log q(z_i|x_i) - log (1/N) sum_j q(z_i|x_j)] (DESIGN.md 1, exp. 4).
+    """I_q(x; z) ~= mean_i [log q(z_i|x_i) - log (1/N) sum_j q(z_i|x_j)] (docs/design.md §1.4).
 
     The aggregate posterior q(z) is the mixture of the N posteriors, so the estimate is at most
     log N (reached when every z_i is explained by its own x_i alone). Blocked over i so the

@@ -1,5 +1,5 @@
 """Pluggable divergences D(q(z) || p(z)), p(z) = N(0, I): the one piece an InfoVAE variant
-changes (DESIGN.md, section 1). `build_divergence` maps the `objective.divergence` name to one."""
+changes (docs/design.md §1.2). `build_divergence` maps the `objective.divergence` name to one."""
 
 from __future__ import annotations
 
