@@ -92,3 +92,38 @@ def test_load_params_file_errors(tmp_path):
         load_params(bad)
     shutil.copy(ROOT / "params.yaml", bad)
     assert load_params(bad).data.dataset == "mnist"
+
+
+def test_dvc_exp_run_composes_the_profile_that_dvc_exp_show_shows(tmp_path):
+    """`dvc exp run -S profile=smoke` composes conf/ (DVC's Hydra composition) into the
+    experiment's params.yaml: `dvc exp show` lists the smoke values (train.epochs 2, latent dim
+    5), not the base study's. Queued, so nothing is trained here; the slow end-to-end test runs
+    the study itself."""
+    import json
+    import subprocess
+
+    from pipeline.infra.workspace import study_copy, venv_env
+    from tests.conftest import MNIST_DIR
+
+    repo = study_copy(ROOT, tmp_path / "repo", MNIST_DIR)
+    queued = subprocess.run(["dvc", "exp", "run", "--queue", "-S", "profile=smoke"], cwd=repo, env=venv_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert queued.returncode == 0, queued.stderr
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=venv_env(), capture_output=True,
+                           text=True, timeout=300, check=True)
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "params" in node and isinstance(node["params"], dict) and "params.yaml" in node["params"]:
+                found.append(node["params"]["params.yaml"]["data"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(shown.stdout))
+    base = load_params(ROOT / "params.yaml")
+    seen = {(p.get("profile"), p["train"]["epochs"], p["model"]["latent_dim"]) for p in found}
+    assert ("smoke", 2, 5) in seen and (None, base.train.epochs, base.model.latent_dim) in seen
