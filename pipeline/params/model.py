@@ -23,9 +23,12 @@ class ModelParams(Section):
     # q(z|x) std = softplus(.) + std_floor: keeps log q(z|x) finite for near-deterministic
     # encoders (MMD-VAE has no KL term pulling the std up), which the IS estimator needs.
     std_floor: float = Field(1e-3, ge=0.0, le=1.0)
-    pixelcnn_layers: int = Field(12, ge=2, le=64)  # first 7x7 mask A, then 3x3 mask B
+    # gated: two-stack gated PixelCNN, z a global conditioning vector (van den Oord et al. 2016b;
+    # no blind spot); single: single-stack masked PixelCNN, spatial z map, blind spot (ablation)
+    pixelcnn_arch: Literal["gated", "single"] = "gated"
+    pixelcnn_layers: int = Field(12, ge=2, le=64)  # first kernel 7 wide, then 3
     pixelcnn_maps: int = Field(32, ge=4, le=512)
-    pixelcnn_cond_maps: int = Field(16, ge=1, le=512)  # spatial z-conditioning map channels
+    pixelcnn_cond_maps: int = Field(16, ge=1, le=512)  # single only: spatial z-map channels
 
 
 class MMDParams(Section):
