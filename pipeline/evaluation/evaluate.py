@@ -30,7 +30,7 @@ from pipeline.evaluation.loglik import model_log_likelihood, stderr_progress
 from pipeline.evaluation.metrics.class_mismatch import class_mismatch, generated_labels
 from pipeline.evaluation.metrics.latent import latent_diagnostics
 from pipeline.evaluation.metrics.semisupervised import semisupervised_error
-from pipeline.infra import atomic
+from pipeline.infra import accel, atomic
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import EvaluateParams
@@ -65,6 +65,8 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, params: EvaluateParams, data
     model, spec = load_trained(checkpoint_dir)  # on the CPU first: the spec may choose the device
     device = choose_device(spec.train.device if params.device == "checkpoint" else params.device)
     model.to(device)
+    fast = accel.prepare(model, device, params.accel)  # GPU fast paths (auto: CUDA only)
+    rows = fast.loglik_rows(model.decoder, spec.model.latent_dim, params.loglik_rows)
     torch.set_num_threads(params.threads)
     pin_malloc_thresholds()  # see pipeline.infra.env: chunk buffers otherwise page-fault afresh
     row: dict[str, Any] = {
@@ -73,7 +75,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, params: EvaluateParams, data
         "encoder": spec.model.encoder, "decoder": spec.model.decoder,
         "latent_dim": spec.model.latent_dim,
         "train_size": spec.train.train_size or read_metadata(Path(data_dir) / "train.parquet")["rows"],
-        "device": device.type, "seed": params.seed,
+        "device": device.type, "seed": params.seed, **fast.summary(),
     }
 
     def timed(name: str, fn: Callable[[], dict[str, Any]]) -> None:
@@ -91,8 +93,8 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, params: EvaluateParams, data
     def loglik(x: Tensor, prefix: str, method: str, samples: int, seed: int) -> dict[str, Any]:
         progress = stderr_progress(f"{prefix} log-likelihood", progress_every_s) \
             if progress_every_s else None
-        est = model_log_likelihood(model, x, method, samples, seed=seed, rows=params.loglik_rows,
-                                   progress=progress)
+        est = model_log_likelihood(model, x, method, samples, seed=seed, rows=rows,
+                                   progress=progress, amp=fast.amp_dtype)
         return est.summary(prefix)
 
     n_ll = params.loglik_test_size or len(test_x)

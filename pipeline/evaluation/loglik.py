@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.model.base import LOG_2PI, Decoder, standard_normal_log_prob
+from pipeline.infra import accel
+from pipeline.model.base import LOG_2PI, Decoder, at_least_fp32, standard_normal_log_prob
 from pipeline.model.objective import InfoVAE
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]  # x [B, ...] -> (mean, std) [B, d]
@@ -178,8 +179,9 @@ def prior_log_likelihood(x: Tensor, log_lik_table: LogLikTable, latent_dim: int,
 # ----------------------------------------------------------------------------- trained models
 
 
-def decoder_log_lik(decoder: Decoder) -> LogLik:
-    """log p(x|z) [B, k] for x [B, 1, 28, 28] and z [B, k, d], in logits throughout.
+def decoder_log_lik(decoder: Decoder, amp: torch.dtype | None = None) -> LogLik:
+    """log p(x|z) [B, k] for x [B, 1, 28, 28] and z [B, k, d], in logits throughout; the
+    decoder network under `amp` autocast (pipeline.infra.accel), the sums in fp32.
 
     Factorized: log p(x|z) = sum_p [x_p l_p - softplus(l_p)] (models.base.bernoulli_log_prob),
     with sum_p x_p l_p as a batched matrix-vector product, so x is never repeated k times.
@@ -189,12 +191,15 @@ def decoder_log_lik(decoder: Decoder) -> LogLik:
         def log_lik(x: Tensor, z: Tensor) -> Tensor:
             b, k, d = z.shape
             xr = x[:, None].expand(b, k, *x.shape[1:]).reshape(b * k, *x.shape[1:])
-            return decoder.log_prob(xr, z.reshape(b * k, d)).view(b, k)
+            with accel.autocast(amp, x.device.type):  # log_prob sums in fp32 (Decoder.log_prob)
+                return decoder.log_prob(xr, z.reshape(b * k, d)).view(b, k)
         return log_lik
 
     def log_lik_factorized(x: Tensor, z: Tensor) -> Tensor:
         b, k, d = z.shape
-        logits = decoder.logits(z.reshape(b * k, d)).view(b, k, -1)
+        with accel.autocast(amp, z.device.type):
+            logits = decoder.logits(z.reshape(b * k, d))
+        logits = at_least_fp32(logits).view(b, k, -1)
         xl = torch.bmm(logits, x.reshape(b, -1, 1).to(logits.dtype)).squeeze(-1)
         return xl - F.softplus(logits).sum(-1)
     return log_lik_factorized
@@ -217,14 +222,15 @@ def decoder_log_lik_table(decoder: Decoder) -> LogLikTable:
 
 def model_log_likelihood(model: InfoVAE, x: Tensor, method: str = "is", samples: int | None = None,
                          seed: int = 0, rows: int = DEFAULT_ROWS,
-                         progress: Progress | None = None) -> LoglikEstimate:
+                         progress: Progress | None = None, amp: torch.dtype | None = None) -> LoglikEstimate:
     """log p(x) of a trained InfoVAE (eval mode) for binary images x [N, 1, 28, 28] on the
-    model's device: method "is" (K = samples or 5000) or "prior" (M = samples or 50,000)."""
+    model's device: method "is" (K = samples or 5000) or "prior" (M = samples or 50,000).
+    `amp`: autocast dtype of the decoder network (IS: the encoder, weights and sums stay fp32)."""
     if model.training:
         raise ValueError("evaluate log-likelihoods in eval mode (model.eval())")
     x = x.to(next(model.parameters()).device)
     if method == "is":
-        return importance_log_likelihood(x, model.encoder, decoder_log_lik(model.decoder),
+        return importance_log_likelihood(x, model.encoder, decoder_log_lik(model.decoder, amp),
                                          samples or DEFAULT_K, seed=seed, rows=rows, progress=progress)
     if method == "prior":
         # Autoregressive pairs cost a decoder pass each: keep chunks of examples small there.

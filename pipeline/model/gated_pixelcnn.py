@@ -28,12 +28,14 @@ stack carry a ReLU; the paper's (Fig. 2) do not, and neither do ours.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.model.base import IMAGE_SHAPE, Decoder
-from pipeline.model.pixelcnn import PixelCNNDecoder, crop_sample
+from pipeline.model.pixelcnn import PixelCNNDecoder, crop_sample, fp32_head
 
 
 def gate(pre: Tensor) -> Tensor:
@@ -71,6 +73,7 @@ class GatedPixelCNNDecoder(Decoder):
     """Two-stack gated PixelCNN: `layers` layers of `maps` maps, first kernel 7, then 3."""
 
     autoregressive = True
+    fast_forward: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def __init__(self, latent_dim: int, layers: int = 12, maps: int = 32, first_kernel: int = 7,
                  kernel: int = 3):
@@ -94,13 +97,14 @@ class GatedPixelCNNDecoder(Decoder):
         v = h = x
         for i, layer in enumerate(self.layers):
             v, h = layer(v, h, s[:, i, 0, :, None, None], s[:, i, 1, :, None, None])
-        return self.head(h)
+        return fp32_head(self.head, h)
 
     def logits(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         if x is None:
             raise ValueError("GatedPixelCNNDecoder.logits needs the image x (teacher forcing: the "
                              "logit of pixel i depends on the pixels before i); use sample(z) to generate")
-        return self(x, self.conditioning(z))  # through __call__: torch.compile applies
+        # fast_forward: the torch.compile'd network when pipeline.infra.accel set one
+        return (self.fast_forward or self)(x, self.conditioning(z))
 
     @property
     def reach(self) -> int:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from pipeline.params.accel import AccelParams
 from pipeline.params.base import Section
 
 
@@ -65,6 +66,7 @@ class EvaluateParams(Section):
     class_mismatch_samples: int = Field(10000, ge=0)  # 0: skip
     class_mismatch_images: Literal["sample", "mean"] = "sample"
     classifier: ClassifierParams = ClassifierParams()
+    accel: AccelParams = AccelParams()  # GPU fast paths (auto: on for CUDA only)
 
     @model_validator(mode="after")
     def _check(self) -> EvaluateParams:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from pipeline.params.accel import AccelParams
 from pipeline.params.base import Section
 
 
@@ -113,3 +114,4 @@ class TrainParams(Section):
     # encodings; 0 turns them off.
     diagnostics_size: int = Field(1000, ge=0)
     checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints
+    accel: AccelParams = AccelParams()  # GPU fast paths (auto: on for CUDA only)
