@@ -215,16 +215,16 @@ def test_pixelcnn_crop_windows_give_the_full_image_logits(layers):
         for layer in dec.layers:  # larger weights: far pixels' influence must not fade to rounding
             layer.conv.weight.mul_(5.0)
         s = dec.conditioning(z)
-        full = dec._logits(x, s)
+        full = dec.forward(x, s)
         for r in range(28):
             for c in range(28):
                 rows, cols = dec.window(r, c, dec.reach, 28, 28)
-                crop = dec._logits(x[:, :, rows, cols], s[:, :, rows, cols])
+                crop = dec.forward(x[:, :, rows, cols], s[:, :, rows, cols])
                 torch.testing.assert_close(crop[:, :, r - rows.start, c - cols.start], full[:, :, r, c],
                                            rtol=1e-12, atol=1e-12)
         # and a window one short of the reach is not enough (the test has power)
         rows, cols = dec.window(27, 14, dec.reach - 1, 28, 28)
-        crop = dec._logits(x[:, :, rows, cols], s[:, :, rows, cols])
+        crop = dec.forward(x[:, :, rows, cols], s[:, :, rows, cols])
         assert (crop[:, :, 27 - rows.start, 14 - cols.start] - full[:, :, 27, 14]).abs().max() > 1e-10
 
 
@@ -244,7 +244,8 @@ def test_build_encoder(name, cls):
     "name,cls", [("mlp", MLPDecoder), ("conv", ConvDecoder), ("pixelcnn", PixelCNNDecoder)]
 )
 def test_build_decoder(name, cls):
-    p = ModelParams(decoder=name, latent_dim=4, hidden=[8], conv_channels=[2, 3], conv_fc=5,
+    p = ModelParams(decoder=name, pixelcnn_arch="single", latent_dim=4, hidden=[8], conv_channels=[2, 3],
+                    conv_fc=5,
                     pixelcnn_layers=3, pixelcnn_maps=4, pixelcnn_cond_maps=2)
     dec = build_decoder(p)
     assert type(dec) is cls

@@ -46,6 +46,8 @@ class Trained:
     net: InfoVAE
     spec: RunSpec
     device: torch.device
+    rows: int  # z's per decoder call in the log-likelihood estimators (from free GPU memory on CUDA)
+    amp: torch.dtype | None = None  # autocast dtype of the decoder network (pipeline.infra.accel)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from pipeline.data.splits import read_metadata
 from pipeline.evaluation.context import EvalData, Trained
 from pipeline.evaluation.metrics import ais_nll, class_mismatch, latent, nll, prior_nll, semisupervised
-from pipeline.infra import atomic
+from pipeline.infra import accel, atomic
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import EvaluateParams
@@ -71,13 +71,16 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, settings: EvaluateParams, da
     net, spec = load_trained(checkpoint_dir)  # on the CPU first: the spec may choose the device
     device = choose_device(spec.train.device if settings.device == "checkpoint" else settings.device)
     net.to(device)
+    fast = accel.prepare(net, device, settings.accel)  # GPU fast paths (auto: CUDA only)
+    rows = fast.loglik_rows(net.decoder, spec.model.latent_dim, settings.loglik_rows)
     torch.set_num_threads(settings.threads)
     pin_malloc_thresholds()  # see pipeline.infra.env: chunk buffers otherwise page-fault afresh
-    trained = Trained(net, spec, device)
+    trained = Trained(net, spec, device, rows, fast.amp_dtype)
     data = EvalData(Path(data_dir), settings.seed, settings.batch_size, progress_every_s)
     test, _ = data.split("test")
     row: dict[str, Any] = {"checkpoint": str(checkpoint_dir), **describe(trained, data_dir),
-                           "device": device.type, "seed": settings.seed, "binarization": test.binarization}
+                           "device": device.type, "seed": settings.seed, "binarization": test.binarization,
+                           **fast.summary()}
     timings: dict[str, float] = {}
     for metric in metrics:
         if not metric.wanted(settings):

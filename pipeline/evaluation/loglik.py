@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.model.base import LOG_2PI, Decoder, standard_normal_log_prob
+from pipeline.infra import accel
+from pipeline.model.base import LOG_2PI, Decoder, at_least_fp32, standard_normal_log_prob
 from pipeline.model.objective import InfoVAE
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]  # x [B, ...] -> (mean, std) [B, d]
@@ -181,8 +182,9 @@ def prior_log_likelihood(x: Tensor, log_lik_table: LogLikTable, latent_dim: int,
 # ----------------------------------------------------------------------------- trained models
 
 
-def decoder_log_lik(decoder: Decoder) -> LogLik:
-    """log p(x|z) [B, k] for x [B, 1, 28, 28] and z [B, k, d], in logits throughout.
+def decoder_log_lik(decoder: Decoder, amp: torch.dtype | None = None) -> LogLik:
+    """log p(x|z) [B, k] for x [B, 1, 28, 28] and z [B, k, d], in logits throughout; the
+    decoder network under `amp` autocast (pipeline.infra.accel), the sums in fp32.
 
     Factorized: log p(x|z) = sum_p [x_p l_p - softplus(l_p)] (models.base.bernoulli_log_prob),
     with sum_p x_p l_p as a batched matrix-vector product, so x is never repeated k times.
@@ -192,12 +194,15 @@ def decoder_log_lik(decoder: Decoder) -> LogLik:
         def log_lik(x: Tensor, z: Tensor) -> Tensor:
             b, k, d = z.shape
             xr = x[:, None].expand(b, k, *x.shape[1:]).reshape(b * k, *x.shape[1:])
-            return decoder.log_prob(xr, z.reshape(b * k, d)).view(b, k)
+            with accel.autocast(amp, x.device.type):  # log_prob sums in fp32 (Decoder.log_prob)
+                return decoder.log_prob(xr, z.reshape(b * k, d)).view(b, k)
         return log_lik
 
     def log_lik_factorized(x: Tensor, z: Tensor) -> Tensor:
         b, k, d = z.shape
-        logits = decoder.logits(z.reshape(b * k, d)).view(b, k, -1)
+        with accel.autocast(amp, z.device.type):
+            logits = decoder.logits(z.reshape(b * k, d))
+        logits = at_least_fp32(logits).view(b, k, -1)
         xl = torch.bmm(logits, x.reshape(b, -1, 1).to(logits.dtype)).squeeze(-1)
         return xl - F.softplus(logits).sum(-1)
     return log_lik_factorized
@@ -220,11 +225,12 @@ def decoder_log_lik_table(decoder: Decoder) -> LogLikTable:
 
 def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *, seed: int = 0,
                          rows: int | None = None, progress: Progress | None = None,
-                         **ais_options: int) -> LoglikEstimate:
+                         amp: torch.dtype | None = None, **ais_options: int) -> LoglikEstimate:
     """log p(x) of a trained InfoVAE (eval mode) for binary images x [N, 1, 28, 28] on the
     model's device: method "is" (K = samples draws of q(z|x) per image), "prior" (M = samples
     draws of p(z)) or "ais" (annealed importance sampling, pipeline.evaluation.ais: K = samples
-    chains; ais_options steps, leapfrog); at most `rows` z's per decoder call (None: all)."""
+    chains; ais_options steps, leapfrog); at most `rows` z's per decoder call (None: all).
+    `amp`: autocast dtype of the decoder network (IS: the encoder, weights and sums stay fp32)."""
     if method == "ais":
         # Imported here: pipeline.evaluation.ais imports this module.
         from pipeline.evaluation.ais import model_ais_log_likelihood
@@ -236,7 +242,7 @@ def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *
         raise ValueError("evaluate log-likelihoods in eval mode (model.eval())")
     x = x.to(next(model.parameters()).device)
     if method == "is":
-        return importance_log_likelihood(x, model.encoder, decoder_log_lik(model.decoder),
+        return importance_log_likelihood(x, model.encoder, decoder_log_lik(model.decoder, amp),
                                          samples, seed=seed, rows=rows, progress=progress)
     if method == "prior":
         # Autoregressive pairs cost a decoder pass each: keep chunks of examples small there.

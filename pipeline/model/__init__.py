@@ -1,19 +1,27 @@
 """Encoder and decoder families, chosen by the `model` params section.
 
 Encoders: "mlp", "conv" (DCGAN-style). Decoders: "mlp", "conv" (factorized Bernoulli) and
-"pixelcnn" (gated PixelCNN conditioned on z, autoregressive).
+"pixelcnn" (autoregressive): the two-stack gated PixelCNN with z as a global conditioning vector
+(model.pixelcnn_arch "gated", the default) or the single-stack one with a spatial conditioning
+map and the blind spot ("single", for ablation).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipeline.model.base import Decoder, Encoder, apply_init
 from pipeline.model.conv import ConvDecoder, ConvEncoder
+from pipeline.model.gated_pixelcnn import GatedPixelCNNDecoder
 from pipeline.model.mlp import MLPDecoder, MLPEncoder
 from pipeline.model.pixelcnn import PixelCNNDecoder
-from pipeline.params.model import ModelParams
+
+if TYPE_CHECKING:  # the model code runs without pydantic (bench/bench_gpu.py on a bare machine)
+    from pipeline.params.model import ModelParams
 
 __all__ = [
-    "ConvDecoder", "ConvEncoder", "Decoder", "Encoder", "MLPDecoder", "MLPEncoder", "PixelCNNDecoder",
+    "ConvDecoder", "ConvEncoder", "Decoder", "Encoder", "GatedPixelCNNDecoder", "MLPDecoder", "MLPEncoder",
+    "PixelCNNDecoder",
     "build_decoder", "build_encoder",
 ]
 
@@ -39,6 +47,8 @@ def _decoder(params: ModelParams) -> Decoder:
         return MLPDecoder(params.latent_dim, list(params.hidden))
     if params.decoder == "conv":
         return ConvDecoder(params.latent_dim, list(params.conv_channels), params.conv_fc)
+    if params.decoder == "pixelcnn" and params.pixelcnn_arch == "gated":
+        return GatedPixelCNNDecoder(params.latent_dim, params.pixelcnn_layers, params.pixelcnn_maps)
     if params.decoder == "pixelcnn":
         return PixelCNNDecoder(params.latent_dim, params.pixelcnn_layers, params.pixelcnn_maps,
                                params.pixelcnn_cond_maps)

@@ -38,8 +38,9 @@ class Decoder(nn.Module):
         raise NotImplementedError
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        """Exact log p(x|z) [B], in nats."""
-        return bernoulli_log_prob(x, self.logits(z, x))
+        """Exact log p(x|z) [B], in nats; the sum in fp32 whatever precision the logits had
+        (under bf16 autocast a bf16 sum over 784 pixels would be off by ~0.3 nats)."""
+        return bernoulli_log_prob(x, at_least_fp32(self.logits(z, x)))
 
     @torch.no_grad()
     def sample(self, z: Tensor) -> Tensor:
@@ -56,6 +57,11 @@ STD_PARAMS = ("softplus", "sigmoid")
 INIT_SCHEMES = ("default", "xavier")
 
 
+def at_least_fp32(t: Tensor) -> Tensor:
+    """t in fp32 if it is half or bf16 (autocast output); fp32 and fp64 as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def gaussian_head(out: Tensor, std_floor: float, std_param: str = "softplus") -> tuple[Tensor, Tensor]:
     """Split a [B, 2d] output (mean, raw) into (mean, std).
 
@@ -66,7 +72,7 @@ def gaussian_head(out: Tensor, std_floor: float, std_param: str = "softplus") ->
     near-deterministic (MMD-VAE, alpha = 1, has no KL term pulling std up), which the
     importance-sampling log-likelihood estimate and the mutual-information estimate need.
     """
-    mean, raw = out.chunk(2, dim=-1)
+    mean, raw = at_least_fp32(out).chunk(2, dim=-1)  # fp32 under autocast too: the KL and IS need it
     if std_param == "sigmoid":
         return mean, torch.sigmoid(raw).clamp_min(std_floor)
     if std_param != "softplus":

@@ -27,17 +27,22 @@ Terms.recon / kl stay per-image nats either way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from pipeline.infra import accel
 from pipeline.model import build_decoder, build_encoder
 from pipeline.model.base import Decoder, Encoder, kl_to_standard_normal
 from pipeline.model.divergences import build_divergence
 from pipeline.model.divergences.base import Divergence
-from pipeline.params.model import ModelParams, ObjectiveParams, divergence_weight
+from pipeline.params.vocab import divergence_weight
 
 SCALINGS = ("per_image", "authors")
+
+if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
+    from pipeline.params.model import ModelParams, ObjectiveParams
 
 
 @dataclass
@@ -76,11 +81,17 @@ class InfoVAE(nn.Module):
         """What the model's optimiser trains: encoder and decoder (an adversary trains itself)."""
         return [*self.encoder.parameters(), *self.decoder.parameters()]
 
+    amp_dtype: torch.dtype | None = None  # bf16 autocast of the two networks (pipeline.infra.accel)
+
     def terms(self, x: Tensor, noise: Tensor | None = None) -> Terms:
-        mean, std = self.encoder(x)
+        # Autocast covers the networks only; their outputs come back fp32, and the KL and the
+        # divergence (MMD kernel sums, Stein, critic) run outside it, in fp32.
+        with accel.autocast(self.amp_dtype, x.device.type):
+            mean, std = self.encoder(x)
         eps = torch.randn_like(mean) if noise is None else noise
         z = mean + std * eps  # reparameterisation (Kingma & Welling 2014)
-        recon = -self.decoder.log_prob(x, z)
+        with accel.autocast(self.amp_dtype, x.device.type):
+            recon = -self.decoder.log_prob(x, z)
         kl = kl_to_standard_normal(mean, std)
         div = self.divergence(z)
         return Terms(self.loss(recon, kl, div, x[0].numel()), recon, kl, div, z, mean, std)

@@ -1,28 +1,41 @@
-"""Gated PixelCNN decoder conditioned on z: the flexible, autoregressive p(x|z) of InfoVAE.
+"""Single-stack gated PixelCNN decoder conditioned on a spatial map of z (kept for ablation).
 
-van den Oord et al. (2016), "Conditional Image Generation with PixelCNN Decoders":
+The study's flexible decoder is the two-stack model of pipeline.model.gated_pixelcnn
+(`model.pixelcnn_arch: gated`). This one (`pixelcnn_arch: single`) is the masked-convolution
+PixelCNN of van den Oord et al. (2016a), "Pixel Recurrent Neural Networks", with the gated units
+of van den Oord et al. (2016b), "Conditional Image Generation with PixelCNN Decoders":
 
     p(x|z) = prod_i p(x_i | x_1..x_{i-1}, z)                       (raster order, eq. 1)
     h = tanh(W_f * x + V_f * s) . sigmoid(W_g * x + V_g * s)       (gated unit, eq. 2 and 5)
 
 with s = m(z) a spatial conditioning map (their location-dependent variant, section 2.3): a small
 deconvolutional network maps z once to [cond_maps, 28, 28], and V_f, V_g are 1x1 convolutions.
-Architecture as the InfoVAE authors (Zhao et al. 2017, section on the flexible decoder): the first
-layer a 7x7 mask-A convolution, then 3x3 mask-B convolutions with residual connections, 32 feature
-maps, 12 layers. This is the single-stack masked-convolution PixelCNN (van den Oord et al. 2016a,
-"Pixel Recurrent Neural Networks"); its receptive field has the known "blind spot" up and to the
-right, as in the authors' model. Causality (logit i sees only pixels j < i) is what matters for an
-exact log p(x|z), and it holds: every mask zeroes the weights on the centre row right of the centre
-(and on the centre itself for mask A) and on every row below.
+First layer a 7x7 mask-A convolution, then 3x3 mask-B convolutions with residual connections.
+Its receptive field has the known "blind spot" up and to the right of each pixel (the stacked
+masks never reach it; tests/test_models.py shows it by gradient). It earns its place as an
+ablation: a weaker decoder with a different conditioning, to tell whether a finding (e.g. the
+information preference, claim C3) depends on the decoder's power. Causality (logit i sees only
+pixels j < i) holds, which is what an exact log p(x|z) needs: every mask zeroes the weights on
+the centre row right of the centre (and on the centre itself for mask A) and on every row below.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.model.base import IMAGE_SHAPE, Decoder
+from pipeline.model.base import IMAGE_SHAPE, Decoder, at_least_fp32
+
+
+def fp32_head(head: nn.Module, h: Tensor) -> Tensor:
+    """The output 1x1 convolutions in fp32 even under bf16 autocast (pipeline.infra.accel): a
+    bf16 logit is off by up to 2^-8 of itself, which summed over 784 pixels moved the NLL by
+    ~0.06 nats in bench_gpu's agreement check; the head is a few percent of the compute."""
+    with torch.autocast(h.device.type, enabled=False):
+        return head(at_least_fp32(h))
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -71,6 +84,7 @@ class PixelCNNDecoder(Decoder):
     """Gated PixelCNN p(x|z): `layers` gated layers (1 mask-A 7x7, layers-1 mask-B 3x3)."""
 
     autoregressive = True
+    fast_forward: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def __init__(self, latent_dim: int, layers: int = 12, maps: int = 32, cond_maps: int = 16):
         super().__init__()
@@ -96,17 +110,19 @@ class PixelCNNDecoder(Decoder):
         """s = m(z) [B, cond_maps, 28, 28]."""
         return self.cond_net(z)
 
-    def _logits(self, x: Tensor, s: Tensor) -> Tensor:
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        """Logits [B,1,H,W] of images x [B,1,H,W] (any H, W: crops too) given the map s."""
         h = x
         for layer in self.layers:
             h = layer(h, s)
-        return self.head(h)
+        return fp32_head(self.head, h)
 
     def logits(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         if x is None:
             raise ValueError("PixelCNNDecoder.logits needs the image x (teacher forcing: the logit of "
                              "pixel i depends on the pixels before i); use sample(z) to generate")
-        return self._logits(x, self.conditioning(z))
+        # fast_forward: the torch.compile'd network when pipeline.infra.accel set one
+        return (self.fast_forward or self)(x, self.conditioning(z))
 
     @property
     def reach(self) -> int:
@@ -115,36 +131,50 @@ class PixelCNNDecoder(Decoder):
         return sum(layer.conv.kernel_size[0] // 2 for layer in self.layers)
 
     @staticmethod
-    def window(r: int, c: int, reach: int, height: int, width: int) -> tuple[slice, slice]:
-        """The crop around pixel (r, c) whose network pass gives (r, c) its exact logit."""
-        return slice(max(0, r - reach), r + 1), slice(max(0, c - reach), min(width, c + reach + 1))
+    def window(r: int, c: int, reach: int, height: int, width: int, up: int | None = None
+               ) -> tuple[slice, slice]:
+        """The crop around pixel (r, c) whose network pass gives (r, c) its exact logit: `up`
+        rows up (default `reach`), `reach` columns either way."""
+        up = reach if up is None else up
+        return slice(max(0, r - up), r + 1), slice(max(0, c - reach), min(width, c + reach + 1))
+
+    @property
+    def reach_up(self) -> int:
+        return self.reach
+
+    def crop_condition(self, s: Tensor, rows: slice, cols: slice) -> Tensor:
+        return s[:, :, rows, cols]  # a spatial map: cropped with the image
 
     @torch.no_grad()
     def sample(self, z: Tensor) -> Tensor:
-        """Ancestral sampling in raster order: 784 network passes, x_i ~ Bernoulli(sigmoid(l_i)).
-
-        Each pass runs on a crop around the pixel, not the whole image. Every mask is zero below
-        its centre row, so the logit of (r, c) depends on rows <= r only, and at most `reach`
-        rows up and columns aside. Zero padding at a crop edge is wrong only for positions near
-        it, and the wrong band grows by one layer's half-width per layer: after all layers it
-        spans `reach` - 1 rows or columns, so (r, c), `reach` from every crop edge that is not
-        the image's, gets the logit of a full-image pass. The authors' 12 x 32 model (reach 14)
-        passes on 11 rows on average instead of 14.5 for row-prefix crops; small models on far
-        less (the smoke profile's 2 layers: 5 x 9 crops).
-        """
-        s = self.conditioning(z)
-        x = torch.zeros(z.shape[0], *IMAGE_SHAPE, device=z.device, dtype=s.dtype)
-        _, h, w = IMAGE_SHAPE
-        reach = self.reach
-        for r in range(h):
-            for c in range(w):
-                rows, cols = self.window(r, c, reach, h, w)
-                logits = self._logits(x[:, :, rows, cols], s[:, :, rows, cols])
-                logit = logits[:, :, r - rows.start, c - cols.start]
-                x[:, :, r, c] = torch.bernoulli(torch.sigmoid(logit))
-        return x
+        """Ancestral sampling in raster order on receptive-field crops (crop_sample)."""
+        return crop_sample(self, z)
 
     @torch.no_grad()
     def mean_image(self, z: Tensor) -> Tensor:
         # Per-pixel means of an autoregressive model need the unknown previous pixels: show a sample.
         return self.sample(z)
+
+
+def crop_sample(dec: Decoder, z: Tensor) -> Tensor:
+    """Ancestral sampling in raster order: 784 network passes, x_i ~ Bernoulli(sigmoid(l_i)).
+
+    Each pass runs on a crop around the pixel, not the whole image (`dec` provides conditioning,
+    _logits, window, reach, reach_up and crop_condition). Every kernel is zero below its centre
+    row, so the logit of (r, c) depends on rows <= r only, and at most `reach_up` rows up and
+    `reach` columns aside. Zero padding at a crop edge is wrong only for positions near it, and
+    the wrong band grows by one layer's half-width per layer: after all layers it spans fewer
+    rows or columns than the reach, so (r, c), a reach from every crop edge that is not the
+    image's, gets the logit of a full-image pass (tests/test_models.py checks every pixel).
+    """
+    s = dec.conditioning(z)
+    x = torch.zeros(z.shape[0], *IMAGE_SHAPE, device=z.device, dtype=z.dtype)
+    _, h, w = IMAGE_SHAPE
+    for r in range(h):
+        for c in range(w):
+            rows, cols = dec.window(r, c, dec.reach, h, w, dec.reach_up)
+            # .forward, not __call__: a compiled forward would recompile for every crop shape
+            logits = dec.forward(x[:, :, rows, cols], dec.crop_condition(s, rows, cols))
+            logit = logits[:, :, r - rows.start, c - cols.start]
+            x[:, :, r, c] = torch.bernoulli(torch.sigmoid(logit))
+    return x

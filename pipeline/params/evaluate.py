@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from pipeline.params.accel import AccelParams
 from pipeline.params.base import Section
 
 
@@ -89,6 +90,7 @@ class EvaluateParams(Section):
     class_mismatch_images: Literal["sample", "mean"] = "sample"
     # the MNIST CNN that labels generated samples (trained once, cached)
     classifier: ClassifierParams = ClassifierParams()
+    accel: AccelParams = AccelParams()  # GPU fast paths (auto: on for CUDA only)
 
     @model_validator(mode="after")
     def _check(self) -> EvaluateParams:

@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from pipeline.params.accel import AccelParams
 from pipeline.params.base import Section
+from pipeline.params.vocab import divergence_weight
 
 
 class ModelParams(Section):
@@ -28,9 +30,12 @@ class ModelParams(Section):
     std_param: Literal["softplus", "sigmoid"] = "softplus"
     # default: PyTorch's layer init; xavier: Glorot-uniform weights, zero biases (the authors' TF default).
     init: Literal["default", "xavier"] = "default"
-    pixelcnn_layers: int = Field(12, ge=2, le=64)  # first 7x7 mask A, then 3x3 mask B
+    # gated: two-stack gated PixelCNN, z a global conditioning vector (van den Oord et al. 2016b;
+    # no blind spot); single: single-stack masked PixelCNN, spatial z map, blind spot (ablation)
+    pixelcnn_arch: Literal["gated", "single"] = "gated"
+    pixelcnn_layers: int = Field(12, ge=2, le=64)  # first kernel 7 wide, then 3
     pixelcnn_maps: int = Field(32, ge=4, le=512)
-    pixelcnn_cond_maps: int = Field(16, ge=1, le=512)  # spatial z-conditioning map channels
+    pixelcnn_cond_maps: int = Field(16, ge=1, le=512)  # single only: spatial z-map channels
 
 
 class MMDParams(Section):
@@ -69,12 +74,6 @@ class AdversarialParams(Section):
     lr: float = Field(2e-5, gt=0.0)
     betas: list[float] = Field([0.5, 0.9], min_length=2, max_length=2)
     critic_steps: int = Field(1, ge=1)
-
-
-def divergence_weight(divergence: str, alpha: float, lambda_: float) -> float:
-    """alpha + lambda - 1: the weight of D(q(z)||p(z)) in the objective; 0 for the KL (ELBO)
-    family, which has no aggregate term (its beta-VAE weight is the KL's 1 - alpha)."""
-    return 0.0 if divergence == "kl" else alpha + lambda_ - 1.0
 
 
 class ObjectiveParams(Section):
@@ -135,3 +134,4 @@ class TrainParams(Section):
     # encodings; 0 turns them off.
     diagnostics_size: int = Field(1000, ge=0)
     checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints
+    accel: AccelParams = AccelParams()  # GPU fast paths (auto: on for CUDA only)

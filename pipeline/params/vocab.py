@@ -48,6 +48,13 @@ def method_name(divergence: str, alpha: float, lambda_: float) -> str:
     return f"InfoVAE-{divergence} (alpha={alpha:g}, lambda={lambda_:g})"
 
 
+def divergence_weight(divergence: str, alpha: float, lambda_: float) -> float:
+    """alpha + lambda - 1: the weight of D(q(z)||p(z)) in the objective; 0 for the KL (ELBO)
+    family, which has no aggregate term (its beta-VAE weight is the KL's 1 - alpha). Here, with
+    the names, because the schema's check and the objective (which runs without pydantic) share it."""
+    return 0.0 if divergence == "kl" else alpha + lambda_ - 1.0
+
+
 def cell_label(overrides: dict[str, Any]) -> str:
     """A cell's short name from its dotted-key overrides, axes in LABEL_PREFIX order:
     `mmd alpha=1 lambda=1000 d=10`."""

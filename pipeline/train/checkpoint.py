@@ -9,13 +9,15 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from pipeline.infra import atomic
 from pipeline.infra.errors import PipelineError
-from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
+
+if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
+    from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 
 FORMAT_VERSION = 1
 FILENAME = "checkpoint.pt"
@@ -63,6 +65,8 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
+
         return cls(ModelParams.model_validate(d["model"]),
                    ObjectiveParams.model_validate(d["objective"]),
                    TrainParams.model_validate(d["train"]), d["data_dir"])

@@ -14,18 +14,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from pipeline.data.splits import Split, load_split
 from pipeline.evaluation.metrics.latent import latent_diagnostics
+from pipeline.infra import accel
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.infra.errors import PipelineError
 from pipeline.model.objective import InfoVAE
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.optim import clip_gradients, decayed_weights, l2_penalty, make_optimizer
+
+if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
+    pass
 
 # on_epoch(epoch, metrics, checkpoint_dir or None) -> True to stop after this epoch
 EpochCallback = Callable[[int, dict[str, float], Path | None], bool | None]
@@ -69,7 +73,10 @@ def _fixed_binarization(split: Split, device: torch.device) -> Tensor:
 class Trainer:
     """Holds a run's state; `run` trains to the configured number of epochs."""
 
-    def __init__(self, spec: ckpt.RunSpec, device: torch.device | None = None):
+    def __init__(self, spec: ckpt.RunSpec, device: torch.device | None = None,
+                 splits: tuple[Split, Split] | None = None):
+        """`splits`: (train, validation) already in memory instead of spec.data_dir's files
+        (bench/bench_gpu.py, on a machine without the prepared data)."""
         self.spec = spec
         cfg = spec.train
         torch.set_num_threads(cfg.threads)
@@ -77,11 +84,13 @@ class Trainer:
         self.device = device or choose_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = InfoVAE.build(spec.model, spec.objective).to(self.device)
+        self.accel = accel.prepare(self.model, self.device, cfg.accel)  # GPU fast paths (auto: CUDA)
         self.optimizer = make_optimizer(self.model.model_parameters(), cfg)
         self.data_rng = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        train = load_split(spec.data_dir, "train", limit=cfg.train_size)
-        val = load_split(spec.data_dir, "validation", limit=cfg.validation_size)
-        self.train_images = train.images.to(self.device)
+        train, val = splits or (load_split(spec.data_dir, "train", limit=cfg.train_size),
+                                load_split(spec.data_dir, "validation", limit=cfg.validation_size))
+        # Resident on the device (no per-batch copy), unless accel.data_on_device is off
+        self.train_images = train.images.to(self.device) if cfg.accel.data_on_device else train.images
         self.dynamic = train.dynamic
         self.val_x = _fixed_binarization(val, self.device)
         self.epoch = 0
@@ -131,7 +140,7 @@ class Trainer:
         steps = 0
         start = time.perf_counter()
         for idx in order.split(cfg.batch_size):
-            x = self.train_images[idx]
+            x = self.train_images[idx.to(self.train_images.device)].to(self.device, non_blocking=True)
             if self.dynamic:  # a fresh binarization of every batch (the authors' setting)
                 x = torch.bernoulli(x, generator=self.data_rng)
             terms = model.terms(x)

@@ -24,10 +24,9 @@ from pipeline.params.evaluate import EvaluateParams
 def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[str, Any]:
     _, x = data.split("test", settings.ais_test_size)
     ais = model_log_likelihood(model.net, x, "ais", settings.ais_chains, seed=settings.seed,
-                               rows=settings.loglik_rows, steps=settings.ais_steps,
-                               leapfrog=settings.ais_leapfrog)
-    iw = model_log_likelihood(model.net, x, "is", settings.loglik_k, seed=settings.seed,
-                              rows=settings.loglik_rows)
+                               rows=model.rows, steps=settings.ais_steps, leapfrog=settings.ais_leapfrog)
+    iw = model_log_likelihood(model.net, x, "is", settings.loglik_k, seed=settings.seed, rows=model.rows,
+                              amp=model.amp)
     diff = (iw.per_example - ais.per_example).double()  # NLL(AIS) - NLL(IS), per image
     n = diff.numel()
     return {**ais.summary("test_ais"), "test_ais_minus_is": float(diff.mean()),

@@ -23,8 +23,8 @@ def loglik(model: Trained, data: EvalData, settings: EvaluateParams, split: str,
     _, x = data.split(split, limit)
     progress = stderr_progress(f"{prefix} log-likelihood", data.progress_every_s) \
         if data.progress_every_s else None
-    est = model_log_likelihood(model.net, x, method, samples, seed=seed, rows=settings.loglik_rows,
-                               progress=progress)
+    est = model_log_likelihood(model.net, x, method, samples, seed=seed, rows=model.rows,
+                               progress=progress, amp=model.amp)
     return est.summary(prefix)
 
 

@@ -3,12 +3,16 @@ changes (docs/design.md §1.2). `build_divergence` maps the `objective.divergenc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipeline.model.divergences.adversarial import AdversarialDivergence
 from pipeline.model.divergences.base import Divergence
 from pipeline.model.divergences.kl import KLDivergence
 from pipeline.model.divergences.mmd import MMDDivergence, mmd
 from pipeline.model.divergences.stein import SteinDivergence, stein_direction
-from pipeline.params.model import ObjectiveParams
+
+if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
+    from pipeline.params.model import ObjectiveParams
 
 __all__ = [
     "AdversarialDivergence", "Divergence", "KLDivergence", "MMDDivergence", "SteinDivergence",

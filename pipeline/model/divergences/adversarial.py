@@ -17,13 +17,15 @@ once per model step. The optimiser state travels in the module's state_dict (tor
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from pipeline.model.divergences.base import Divergence
-from pipeline.params.model import AdversarialParams
+
+if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
+    from pipeline.params.model import AdversarialParams
 
 
 def critic_mlp(latent_dim: int, hidden: list[int]) -> nn.Sequential:

@@ -11,12 +11,15 @@ so values are on one scale whatever the kernel.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from pipeline.model.divergences.base import Divergence
-from pipeline.params.model import MMDParams
+
+if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
+    from pipeline.params.model import MMDParams
 
 Bandwidth = str | float
 DEFAULT_IMQ_SCALES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)

@@ -14,13 +14,16 @@ so the module returns a surrogate whose gradient w.r.t. z_i is -phi_i / n.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from pipeline.model.divergences.base import Divergence
 from pipeline.model.divergences.mmd import median_squared_distance, squared_distances
-from pipeline.params.model import SteinParams
+
+if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
+    from pipeline.params.model import SteinParams
 
 
 def stein_bandwidth(z: Tensor, bandwidth: str | float) -> float | Tensor:
