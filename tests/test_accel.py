@@ -141,3 +141,18 @@ def test_rows_from_free_memory_are_whole_noise_blocks():
     dec = GatedPixelCNNDecoder(D, layers=2, maps=4).cuda()
     rows = accel.rows_from_memory(dec, D, torch.device("cuda"), 0.1, None)
     assert rows % accel.ROW_ALIGN == 0 and accel.ROW_ALIGN <= rows <= accel.MAX_ROWS
+
+
+def test_training_with_data_copied_per_batch_equals_resident_data(prepared_mnist):
+    """accel.data_on_device off (host data, a copy per batch) trains exactly the same run."""
+    def run(resident: bool) -> dict:
+        spec = RunSpec(ModelParams(hidden=[32], latent_dim=D), ObjectiveParams(),
+                       TrainParams(epochs=1, batch_size=50, train_size=300, validation_size=100,
+                                   diagnostics_size=0, threads=1, seed=0,
+                                   accel=AccelParams(data_on_device=resident)), str(prepared_mnist))
+        trainer = Trainer(spec)
+        trainer.run()
+        return trainer.model.state_dict()
+
+    a, b = run(True), run(False)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
