@@ -16,30 +16,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # the schema's axis aliases; a copy where pydantic is absent (tests check they agree)
-    from pipeline.params.study import AXIS_KEYS
-except ImportError:
-    AXIS_KEYS = {"divergence": "objective.divergence", "alpha": "objective.alpha",
-                 "lambda": "objective.lambda", "latent_dim": "model.latent_dim",
-                 "train_size": "train.train_size", "decoder": "model.decoder", "encoder": "model.encoder"}
+from pipeline.params.vocab import AXIS_KEYS  # plain Python: no pydantic needed
 
 MNIST_TRAIN_POOL, MNIST_TEST = 60000, 10000
 
 
 def read_params(path: str | Path, profile: str | None = None) -> dict[str, Any]:
-    """params.yaml as a plain mapping, with `profile` (or the file's own) deep-merged over it."""
+    """params.yaml (the resolved base study) as a plain mapping, with conf/profile/PROFILE.yaml
+    merged over it key by key, as the Hydra composition of conf/ does (mappings merge, the
+    rest replaces) -- without Hydra, which a bare GPU machine lacks."""
     try:
         import yaml
     except ImportError:
         raise SystemExit("bench_gpu reads params.yaml with PyYAML: pip install pyyaml (on a machine "
                          "without a registry, carry its wheel)") from None
     raw = yaml.safe_load(Path(path).read_text())
-    name = profile or raw.get("profile")
-    if name:
-        if name not in (raw.get("profiles") or {}):
-            known = sorted(raw.get("profiles") or {})
-            raise SystemExit(f"params.yaml has no profile {name!r} (profiles: {known})")
-        raw = _merge(raw, raw["profiles"][name])
+    if profile:
+        conf = Path(path).resolve().parent / "conf" / "profile"
+        if not (conf / f"{profile}.yaml").is_file():
+            known = sorted(p.stem for p in conf.glob("*.yaml"))
+            raise SystemExit(f"no profile {profile!r} in {conf} (profiles: {known})")
+        raw = _merge(raw, yaml.safe_load((conf / f"{profile}.yaml").read_text()))
     return raw
 
 
