@@ -8,11 +8,13 @@ The authors' TensorFlow 1 code (ShengjiaZhao/PixelCNN, autoencoder.py) trains wi
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from pipeline.params.model import TrainParams
+if TYPE_CHECKING:  # pydantic stays off the trainer's path (bench/bench_gpu.py runs without it)
+    from pipeline.params.model import TrainParams
 
 
 class RMSpropTF1(torch.optim.Optimizer):
