@@ -18,6 +18,7 @@ from pipeline.report.maps import alpha_lambda_section
 from pipeline.report.render import figure_files, to_html, to_markdown
 from pipeline.report.samples import header, samples_section
 from pipeline.report.tables import table1, trials_section
+from pipeline.report.timing import timing_section
 
 INDEX, MARKDOWN = "index.html", "report.md"
 EVAL_DIR = "results/eval"  # the evaluate stage's default out dir
@@ -27,7 +28,7 @@ def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str) -> Report
     """The whole report as data (pipeline.report.doc), one section per experiment."""
     sections = [table1(inputs), latent_dim_section(inputs, cfg), train_size_section(inputs, cfg),
                 information_section(inputs, cfg), alpha_lambda_section(inputs, cfg), samples_section(inputs),
-                trials_section(inputs)]
+                trials_section(inputs), timing_section(inputs)]
     return Report(cfg.title, header(inputs, tracking_uri), sections)
 
 
