@@ -13,9 +13,10 @@ passes each; Ray's own bookkeeping is not included) and the sweep's time is a gr
 longest-first schedule of all trials over the concurrent slots. With ASHA a trial's expected
 epochs are sum_k r^-k x (rung_{k+1} - rung_k) (a fraction 1/r survives each rung), so the
 ASHA figure is an expectation and the no-stopping figure an upper bound. The evaluation of
-a cell is dominated by the importance-sampled log-likelihood, (n_test + n_train) x K decoder
-rows at the measured decoder pass rate, plus class-mismatch sampling (784 passes per image
-for PixelCNN); latent metrics and the classifier are not projected.
+a cell is dominated by the importance-sampled log-likelihood: (n_test + n_train) images x the
+measured seconds of one image's K-sample estimate, plus class-mismatch sampling (784 decoder
+passes per image for PixelCNN, at the measured rows per second); the latent metrics, the
+semi-supervised SVMs and the classifier's training are not projected.
 """
 
 from __future__ import annotations
@@ -70,13 +71,14 @@ def worker_start_s() -> float:
     return time.perf_counter() - clock
 
 
-def _calibrate(spec, eval_rows: int) -> dict[str, float]:
+def _calibrate(spec, eval_rows: int, eval_k: int) -> dict[str, float]:
     """Seconds of: setting up a trial (data loading), one training step, one validation image,
     one checkpoint save with its image grids, one decoder pass on 16 images; and decoder rows
-    per second (the log-likelihood's unit of work), for this spec."""
+    per second; and one image's importance-sampled log-likelihood with K samples (the real
+    estimator, pipeline.evaluation.loglik), for this spec."""
     import torch
 
-    from pipeline.evaluation.loglik import decoder_log_lik
+    from pipeline.evaluation.loglik import decoder_log_lik, model_log_likelihood
     from pipeline.train.artifacts import reconstruction_grid, sample_grid
     from pipeline.train.trainer import Trainer
 
@@ -114,8 +116,12 @@ def _calibrate(spec, eval_rows: int) -> dict[str, float]:
         clock = time.perf_counter()
         log_lik(x, torch.randn(1, eval_rows, d, device=dev))
         rows_per_s = eval_rows / max(time.perf_counter() - clock, 1e-9)
+    images = 1 if autoregressive else 4
+    clock = time.perf_counter()
+    model_log_likelihood(model, trainer.val_x[:images], "is", eval_k, seed=0, rows=eval_rows)
+    loglik_image = (time.perf_counter() - clock) / images
     return {"setup_s": setup, "step_s": step, "val_image_s": val_image, "save_s": save,
-            "pass16_s": pass16, "decoder_rows_per_s": rows_per_s}
+            "pass16_s": pass16, "decoder_rows_per_s": rows_per_s, "loglik_image_s": loglik_image}
 
 
 def epoch_seconds(spec, cal: dict[str, float], n_train: int, n_val: int) -> float:
@@ -136,12 +142,11 @@ def trial_seconds(spec, cal: dict[str, float], n_train: int, n_val: int, epochs:
 
 def eval_seconds(params: Params, spec, cal: dict[str, float], n_test: int) -> float:
     ev = params.evaluate
-    rows = (min(ev.loglik_test_size or n_test, n_test) + ev.loglik_train_size) * ev.loglik_k
-    if ev.prior_samples:
-        rows += (ev.loglik_test_size or n_test) * ev.prior_samples
+    images = min(ev.loglik_test_size or n_test, n_test) + ev.loglik_train_size
+    rows = (ev.loglik_test_size or n_test) * ev.prior_samples if ev.prior_samples else 0
     passes = PIXELS if spec.model.decoder == "pixelcnn" else 1
     rows += passes * ev.class_mismatch_samples
-    return rows / cal["decoder_rows_per_s"]
+    return images * cal["loglik_image_s"] + rows / cal["decoder_rows_per_s"]
 
 
 def make_plan(params: Params, cells: list[Cell], data_dir: str, slots: int, log=print) -> dict[str, Any]:
@@ -157,7 +162,7 @@ def make_plan(params: Params, cells: list[Cell], data_dir: str, slots: int, log=
     worker = worker_start_s()
     for spec in specs.values():
         if family(spec) not in cals:
-            cals[family(spec)] = _calibrate(spec, params.evaluate.loglik_rows)
+            cals[family(spec)] = _calibrate(spec, params.evaluate.loglik_rows, params.evaluate.loglik_k)
     expected = (asha_epochs(epochs, sweep.asha.grace_period, sweep.asha.reduction_factor)
                 if sweep.scheduler == "asha" and sweep.trials_per_cell > 1 else float(epochs))
     per_epoch, fixed, trials_max, trials_exp, evals = {}, {}, [], [], {}

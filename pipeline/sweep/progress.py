@@ -59,7 +59,7 @@ class PlanReporter(CLIReporter):
         params = {"cell_label": "cell", **{f"suggested/{k}": k.split(".")[-1] for k in search_keys}}
         super().__init__(metric_columns={"epoch": f"epoch/{plan['epochs']}", **METRICS,
                                          "time_total_s": "time (s)"},
-                         parameter_columns=params, total_samples=plan["trials"], max_column_length=28,
+                         parameter_columns=params, total_samples=plan["trials"], max_column_length=52,
                          max_report_frequency=every_s, print_intermediate_tables=True,
                          max_progress_rows=40)  # metric and mode: set by Tune from TuneConfig
         self.plan, self.started = plan, time.time()
