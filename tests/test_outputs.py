@@ -60,7 +60,7 @@ class _Job:
         self.cell, self.label, self.checkpoint = cell, f"[{cell}]", f"ckpt/{cell}"
 
 
-def test_evaluation_eta_rescales_the_plan_by_measured_speed(tmp_path):
+def test_evaluation_eta_adds_the_measured_overrun_to_the_plan(tmp_path):
     import io
 
     lines, err = [], io.StringIO()
@@ -68,9 +68,9 @@ def test_evaluation_eta_rescales_the_plan_by_measured_speed(tmp_path):
     p = EvalProgress(jobs, {"x": 10.0, "y": 20.0, "z": 30.0}, lines.append, stream=err)
     assert p.time_left() == 60.0
     p.start(jobs[0])
-    p.started["x"] -= 5.0  # as if x took 5 s: half its projection
+    p.started["x"] -= 15.0  # as if x took 15 s: 5 s over its projection
     p.finish(jobs[0])
-    assert abs(p.time_left() - 25.0) < 0.1  # (20 + 30) x 0.5
+    assert abs(p.time_left() - 60.0) < 0.1  # (20 + 5) + (30 + 5)
     assert lines[0] == "[x]: evaluating ckpt/x (projected 0m10s)" and "projected 0m10s" in lines[1]
     p.close()
     assert "1/3 cells" in err.getvalue() and "time left" in err.getvalue()

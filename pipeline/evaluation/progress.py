@@ -2,8 +2,8 @@
 ends (actual vs projected), and an overall tqdm bar on stderr with the time left.
 
 The projection per cell is the sweep's plan (results/sweep/plan.json, pipeline.sweep.plan);
-the time left is the projected seconds of the cells still to do, rescaled by how the finished
-cells compared with their projection (or, without a plan, the mean time per finished cell).
+the time left is the projected seconds of the cells still to do plus the finished cells' mean
+overrun of their projection (or, without a plan, the mean time per finished cell).
 """
 
 from __future__ import annotations
@@ -41,11 +41,14 @@ class EvalProgress:
         self._eta()
 
     def time_left(self) -> float | None:
-        """Seconds left: cells to do (running ones in full) over the concurrent slots."""
+        """Seconds left: each cell still to do (a running one in full) at its projection plus
+        the mean overrun of the finished cells over theirs (what the plan does not model, e.g.
+        the classifier's training), over the concurrent slots; without a plan, the mean time
+        of a finished cell."""
         todo = list(self.left.values())
         if all(s is not None for s in todo):
-            ratio = self.spent / self.planned_done if self.planned_done > 0 else 1.0
-            return sum(todo) * ratio / self.slots
+            extra = max(0.0, (self.spent - self.planned_done) / self.done) if self.done else 0.0
+            return sum(s + extra for s in todo) / self.slots
         return self.spent / self.done * len(todo) / self.slots if self.done else None
 
     def _eta(self) -> None:

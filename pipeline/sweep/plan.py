@@ -15,8 +15,9 @@ epochs are sum_k r^-k x (rung_{k+1} - rung_k) (a fraction 1/r survives each rung
 ASHA figure is an expectation and the no-stopping figure an upper bound. The evaluation of
 a cell is dominated by the importance-sampled log-likelihood: (n_test + n_train) images x the
 measured seconds of one image's K-sample estimate, plus class-mismatch sampling (784 decoder
-passes per image for PixelCNN, at the measured rows per second); the latent metrics, the
-semi-supervised SVMs and the classifier's training are not projected.
+passes per image for PixelCNN, at the measured rows per second), plus the latent metrics and
+semi-supervised SVMs timed on random encodings; the classifier's one-off training is not
+projected.
 """
 
 from __future__ import annotations
@@ -140,13 +141,38 @@ def trial_seconds(spec, cal: dict[str, float], n_train: int, n_val: int, epochs:
     return epochs * epoch_seconds(spec, cal, n_train, n_val) + fixed_seconds(spec, cal, worker_s)
 
 
+def latent_seconds(params: Params, latent_dim: int, n_test: int) -> float:
+    """Seconds of a cell's latent metrics (test and train encodings) and semi-supervised SVMs,
+    timed on random encodings of the evaluated sizes with the real metric functions."""
+    import numpy as np
+    import torch
+
+    from pipeline.evaluation.metrics.latent import latent_diagnostics
+    from pipeline.evaluation.metrics.semisupervised import semisupervised_error
+
+    ev = params.evaluate
+    n = min(ev.latent_size or n_test, n_test)
+    g = torch.Generator().manual_seed(0)
+    mean, std = torch.randn(n, latent_dim, generator=g), torch.rand(n, latent_dim, generator=g) + 0.1
+    clock = time.perf_counter()
+    latent_diagnostics(mean, std, generator=g)
+    seconds = 2 * (time.perf_counter() - clock)  # test and train encodings
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(ev.semisupervised_pool, latent_dim))
+    test = rng.normal(size=(n_test, latent_dim))
+    clock = time.perf_counter()
+    semisupervised_error(pool, rng.integers(0, 10, len(pool)), test, rng.integers(0, 10, n_test),
+                         ev.semisupervised_labels, ev.semisupervised_repeats, 0)
+    return seconds + time.perf_counter() - clock
+
+
 def eval_seconds(params: Params, spec, cal: dict[str, float], n_test: int) -> float:
     ev = params.evaluate
     images = min(ev.loglik_test_size or n_test, n_test) + ev.loglik_train_size
     rows = (ev.loglik_test_size or n_test) * ev.prior_samples if ev.prior_samples else 0
     passes = PIXELS if spec.model.decoder == "pixelcnn" else 1
     rows += passes * ev.class_mismatch_samples
-    return images * cal["loglik_image_s"] + rows / cal["decoder_rows_per_s"]
+    return images * cal["loglik_image_s"] + rows / cal["decoder_rows_per_s"] + cal["latent_s"]
 
 
 def make_plan(params: Params, cells: list[Cell], data_dir: str, slots: int, log=print) -> dict[str, Any]:
@@ -163,6 +189,7 @@ def make_plan(params: Params, cells: list[Cell], data_dir: str, slots: int, log=
     for spec in specs.values():
         if family(spec) not in cals:
             cals[family(spec)] = _calibrate(spec, params.evaluate.loglik_rows, params.evaluate.loglik_k)
+            cals[family(spec)]["latent_s"] = latent_seconds(params, spec.model.latent_dim, meta["test"])
     expected = (asha_epochs(epochs, sweep.asha.grace_period, sweep.asha.reduction_factor)
                 if sweep.scheduler == "asha" and sweep.trials_per_cell > 1 else float(epochs))
     per_epoch, fixed, trials_max, trials_exp, evals = {}, {}, [], [], {}
