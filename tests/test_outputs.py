@@ -74,3 +74,23 @@ def test_evaluation_eta_adds_the_measured_overrun_to_the_plan(tmp_path):
     assert lines[0] == "[x]: evaluating ckpt/x (projected 0m10s)" and "projected 0m10s" in lines[1]
     p.close()
     assert "1/3 cells" in err.getvalue() and "time left" in err.getvalue()
+
+
+def test_report_compares_projected_and_actual_time(tmp_path):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from pipeline.report.timing import timing_section
+
+    (tmp_path / "evaluate.json").write_text(json.dumps({"time": {"evaluate_s": 90.0}}))
+    plan = {"sweep_s": 100.0, "evaluate_s": 60.0, "total_s": 160.0, "line": "plan: 2 cells x 1 trials"}
+    inputs = SimpleNamespace(base=tmp_path, sweep={"plan": plan, "seconds": {"fit": 150.0}},
+                             metrics=pd.DataFrame({"seconds_loglik_test": [1.0]}))
+    section = timing_section(inputs, "evaluate.json")
+    table = section.blocks[1]
+    assert table.rows == [["sweep (training)", "1m40s", "2m30s", "1.50x"],
+                          ["evaluation", "1m00s", "1m30s", "1.50x"], ["total", "2m40s", "4m00s", "1.50x"]]
+    assert "plan: 2 cells x 1 trials" in section.blocks[0].text
+    no_plan = timing_section(SimpleNamespace(base=tmp_path, sweep={}, metrics=pd.DataFrame()))
+    assert no_plan.blocks[0].kind == "note"
