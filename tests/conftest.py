@@ -3,6 +3,7 @@ and quiet, offline-safe environment variables for every tool the tests start."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -83,13 +84,15 @@ def wait_http(url: str, timeout: float = 90.0, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real MLflow tracking server on 127.0.0.1 (sqlite backend, proxied artifacts)."""
+@contextlib.contextmanager
+def running_mlflow_server(root: Path, env: dict[str, str] | None = None):
+    """A real MLflow tracking server on 127.0.0.1 (sqlite backend in `root`, proxied artifacts);
+    yields its URL and stops it (its whole process group) on exit."""
+    import signal
+
     port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    root = tmp_path / "mlflow-server"
-    root.mkdir()
+    env = {**(env or os.environ), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    root.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
@@ -101,10 +104,15 @@ def mlflow_server(tmp_path):
         wait_http(url + "/health", proc=proc)
         yield url
     finally:
-        import signal
-
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 (sqlite backend, proxied artifacts)."""
+    with running_mlflow_server(tmp_path / "mlflow-server") as url:
+        yield url

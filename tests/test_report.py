@@ -211,7 +211,7 @@ def test_table1_holds_the_papers_values_and_ours(study):
 def test_every_experiment_has_its_section_and_sources(study):
     assert study.result["sections"] == ["claims", "table1", "latent-dim", "train-size",
                                         "information-preference", "alpha-lambda", "samples", "reference",
-                                        "trials"]
+                                        "trials", "timing"]
     for sid in study.result["sections"]:
         assert f'<section id="{sid}">' in study.html
     for fig in ("latent_dim", "logdet_vs_train_size", "mutual_information", "alpha_lambda_mmd",

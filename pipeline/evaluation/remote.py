@@ -63,7 +63,7 @@ def _evaluate(job, params: EvaluateParams, base: str, data_dir: str) -> dict[str
 
 
 def run_on_ray(jobs: list, params, run_params: EvaluateParams, base: Path, data_dir: Path,
-               log=print) -> dict[str, dict[str, Any]]:
+               log=print, progress=None) -> dict[str, dict[str, Any]]:
     import ray
 
     connect(params.cluster)
@@ -86,13 +86,19 @@ def run_on_ray(jobs: list, params, run_params: EvaluateParams, base: Path, data_
         while pending or running:
             while pending and len(running) < params.evaluate.max_concurrent:
                 job = pending.pop(0)
-                log(f"{job.label}: evaluating {job.checkpoint}")
+                if progress is not None:
+                    progress.start(job)
+                else:
+                    log(f"{job.label}: evaluating {job.checkpoint}")
                 ref = evaluate.remote(job, run_params, str(base), str(data_dir))
                 running[ref] = (job, time.perf_counter())
             (ref,), _ = ray.wait(list(running), num_returns=1)
             job, started = running.pop(ref)
             out[job.cell] = _get(ref, f"evaluating {job.label}")
-            log(f"{job.label}: done in {time.perf_counter() - started:.1f} s")
+            if progress is not None:
+                progress.finish(job)
+            else:
+                log(f"{job.label}: done in {time.perf_counter() - started:.1f} s")
     finally:
         for ref in running:  # only after a failure or an interrupt
             ray.cancel(ref, force=True)

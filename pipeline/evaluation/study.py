@@ -13,19 +13,17 @@ not measure a checkpoint twice, and new threads or devices measure nothing again
 
 from __future__ import annotations
 
-import io
 import json
-import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-
 from pipeline.data.splits import content_digest
 from pipeline.evaluation.jobs import Job, cache_key, evaluate_job
+from pipeline.evaluation.outputs import write_plots, write_summary
+from pipeline.evaluation.progress import EvalProgress, projected
+from pipeline.evaluation.tracking_log import log_evaluation
 from pipeline.infra import atomic, tracking
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES
@@ -102,10 +100,11 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
                     shutil.copy2(directory / name, images / cell / name)
             if entry.get("mlflow_run_id"):
                 client = client or tracking.client(params.tracking, base)
-                _log_to_run(client, entry["mlflow_run_id"], result)
+                log_evaluation(client, entry["mlflow_run_id"], result)
     _write_tables(out, rows, history)
-    summary = write_summary(base / params.evaluate.summary, rows)
-    write_plots(base / params.evaluate.plots_dir, rows, history)
+    summary = write_summary(base / params.evaluate.summary, rows, base / params.sweep.out_dir,
+                            time.perf_counter() - start)
+    write_plots(base / params.evaluate.plots_dir, rows, history, params.report.curve_latent_dim)
     return {"cells": len(rows), "evaluated": sum(r["status"] == "EVALUATED" for r in rows),
             "evaluated_now": len(fresh), "failed": sum(r["status"] == "FAILED" for r in rows),
             "seconds": round(time.perf_counter() - start, 1), "summary": len(summary)}
@@ -117,71 +116,21 @@ def run_jobs(jobs: list[Job], params: StageParams, settings: EvaluateParams, bas
     else as Ray tasks, at most max_concurrent at a time, on the cluster section's Ray."""
     if not jobs:
         return {}
+    plan = projected(base / params.sweep.out_dir)
     if params.evaluate.max_concurrent == 1:
         out = {}
-        for job in jobs:
-            log(f"{job.label}: evaluating {job.checkpoint}")
-            out[job.cell] = evaluate_job(job, settings, base, data_dir, log)
+        with EvalProgress(jobs, plan, log) as progress:
+            for job in jobs:
+                progress.start(job)
+                out[job.cell] = evaluate_job(job, settings, base, data_dir, log)
+                progress.finish(job)
         return out
     from pipeline.evaluation.remote import run_on_ray
 
-    return run_on_ray(jobs, params, settings, base, data_dir, log)
-
-
-def _log_to_run(client, run_id: str, result: dict[str, Any]) -> None:
-    numeric = {f"eval_{k}": v for k, v in result.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("seconds")}
-    tracking.log_metrics(client, run_id, numeric, step=0)
+    with EvalProgress(jobs, plan, log, slots=params.evaluate.max_concurrent) as progress:
+        return run_on_ray(jobs, params, settings, base, data_dir, log, progress)
 
 
 def _write_tables(out: Path, rows: list[dict], history: list[dict]) -> None:
     atomic.write_parquet(out / METRICS, rows)
     atomic.write_parquet(out / HISTORY, history)
-
-
-SUMMARY_KEYS = ("test_nll", "test_nll_stderr", "train_nll", "mmd", "logdet_cov", "mi", "active_units",
-                "ss_error_100", "ss_error_1000", "class_mismatch")
-
-
-def write_summary(path: Path, rows: list[dict]) -> dict[str, Any]:
-    """DVC metrics: per cell label, the headline numbers (dvc metrics show / diff)."""
-    summary = {}
-    for r in rows:
-        key = r["cell_label"].replace(" ", "_")
-        summary[key] = {k: r[k] for k in SUMMARY_KEYS if r.get(k) is not None} or {"status": r["status"]}
-    atomic.write_json(path, summary)
-    return summary
-
-
-def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.BytesIO()
-    if rows:
-        pacsv.write_csv(pa.Table.from_pylist(rows), buf)
-    atomic.write_bytes(path, buf.getvalue())
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
-
-
-def write_plots(directory: Path, rows: list[dict], history: list[dict]) -> None:
-    """CSVs that `dvc plots show` renders (declared in dvc.yaml); a directory of CSVs is drawn
-    as one series per file. The directory is replaced as a whole."""
-    ok = [r for r in rows if r["status"] == "EVALUATED"]
-    by_cell = {r["cell"]: r for r in ok}
-    with atomic.replace_dir(directory) as tmp:
-        # Every declared plots path must exist for DVC, even when this sweep had no such data.
-        for sub in ("training", "latent_dim"):
-            (tmp / sub).mkdir()
-        _csv(tmp / "nll.csv", [{"cell": r["cell_label"], "test_nll": r.get("test_nll")} for r in ok])
-        for cell, r in by_cell.items():
-            points = [{"epoch": int(h["epoch"]), "val_mi": h["val_mi"], "val_mmd": h.get("val_mmd")}
-                      for h in history if h["cell"] == cell and h.get("val_mi") is not None]
-            if points:
-                _csv(tmp / "training" / f"{_slug(r['cell_label'])}.csv", points)
-        for method in sorted({r["method"] for r in ok}):
-            mine = sorted((r for r in ok if r["method"] == method), key=lambda r: r["latent_dim"])
-            if len({r["latent_dim"] for r in mine}) > 1:
-                _csv(tmp / "latent_dim" / f"{_slug(method)}.csv",
-                     [{"latent_dim": r["latent_dim"], "mmd": r.get("mmd"), "logdet_cov": r.get("logdet_cov")}
-                      for r in mine])

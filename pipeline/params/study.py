@@ -97,3 +97,5 @@ class TrackingParams(Section):
     experiment: str = Field("infovae", min_length=1)
     artifact_root: str = "mlartifacts"  # for a local store: where run artifacts are written
     connect_timeout_s: float = Field(5.0, gt=0)
+    # MLflow system metrics (CPU, memory, GPU) of every trial, sampled at this period; 0: off
+    system_metrics_s: float = Field(10.0, ge=0)

@@ -23,6 +23,7 @@ from pipeline.report.reference import reference_section
 from pipeline.report.render import figure_files, to_html, to_markdown
 from pipeline.report.samples import header, samples_section
 from pipeline.report.tables import table1, trials_section
+from pipeline.report.timing import timing_section
 
 INDEX, MARKDOWN = "index.html", "report.md"
 
@@ -32,7 +33,8 @@ def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str, claims: l
     experiment (each claim links to its experiment's section), the reference figures, the trials."""
     sections = [table1(inputs), latent_dim_section(inputs, cfg), train_size_section(inputs, cfg),
                 information_section(inputs, cfg), alpha_lambda_section(inputs, cfg), samples_section(inputs),
-                reference_section(inputs.base, cfg.reference_dir), trials_section(inputs)]
+                reference_section(inputs.base, cfg.reference_dir), trials_section(inputs),
+                timing_section(inputs)]
     titles = {s.id: s.title for s in sections}
     return Report(cfg.title, header(inputs, tracking_uri), [claims_section(claims, titles), *sections])
 

@@ -17,6 +17,7 @@ from ray.tune import Callback
 from pipeline.infra import tracking
 from pipeline.infra.layout import RECONSTRUCTIONS, SAMPLES
 from pipeline.params.study import TrackingParams
+from pipeline.sweep.context import annotate_trial
 from pipeline.train.checkpoint import FILENAME as CHECKPOINT
 
 TRIAL_TAG = "ray.trial_id"
@@ -89,6 +90,7 @@ class MLflowLogger(Callback):
             run_id = run.info.run_id
             spec = {k: v for k, v in config["spec"].items() if k != "data_dir"}  # no host paths
             tracking.log_params(c, run_id, {**spec, "suggested": config.get("suggested", {})})
+            annotate_trial(c, run_id, config, self.base_dir)
             self.logged[run_id] = 0
         self.runs[trial.trial_id] = run_id
         return run_id

@@ -22,6 +22,7 @@ from pipeline.infra.layout import BEST, SWEEP, TRIALS
 from pipeline.params.load import Params, ParamsError
 from pipeline.params.stages import StageParams, stage_params
 from pipeline.sweep.atomic_fs import flush_deferred, prune_stale_checkpoints, storage_filesystem
+from pipeline.sweep.context import annotate_parent
 from pipeline.sweep.grid import Cell, expand
 from pipeline.sweep.logger import (
     PARENT_TAG,
@@ -32,7 +33,10 @@ from pipeline.sweep.logger import (
     is_metric,
     trial_status,
 )
+from pipeline.sweep.plan import announce
+from pipeline.sweep.progress import PlanReporter, trial_dirname, use_table_reporter
 from pipeline.sweep.search import CellSearcher, trial_spec
+from pipeline.sweep.sysmetrics import MonitorSpec
 
 FINGERPRINT_TAG = "infovae.fingerprint"
 ORPHAN_TAG = "infovae.orphaned"
@@ -82,9 +86,7 @@ def _parent_run(client, exp_id: str, params: Params, fp: str, n_cells: int) -> s
         return run_id
     run = tracking.retry(client.create_run, exp_id, run_name=f"sweep {name}",
                          tags={SWEEP_TAG: name, FINGERPRINT_TAG: fp, "infovae.cells": str(n_cells)})
-    sections = {s: getattr(params, s).model_dump(by_alias=True) for s in ("model", "objective", "train")}
-    sections["sweep"] = params.sweep.model_dump(by_alias=True)
-    tracking.log_params(client, run.info.run_id, sections)
+    annotate_parent(client, run.info.run_id, params)
     return run.info.run_id
 
 
@@ -173,7 +175,12 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     exp_name = f"{sweep.name}-{fp}"
     parent = _parent_run(client, exp_id, params, fp, len(cells))
     gpus = gpus_per_trial(sweep)
-    trainable = tune.with_resources(run_trial, {"cpu": sweep.cpus_per_trial, "gpu": gpus})
+    slots = concurrency(sweep, gpus)
+    plan = announce(params, cells, data_dir, slots, client, parent, base / sweep.out_dir)
+    monitor = MonitorSpec(params.tracking, str(base), parent, params.tracking.system_metrics_s)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, monitor=monitor),
+                                    {"cpu": sweep.cpus_per_trial, "gpu": gpus})
+    use_table_reporter()
     clock = time.perf_counter()
     try:
         fs = storage_filesystem(str(storage))  # atomic writes: a kill cannot truncate Tune's state
@@ -192,13 +199,14 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
                     search_alg=CellSearcher(params, cells, data_dir, metric,
                                             audit_dir=str(storage / exp_name / AUDIT_DIR)),
                     scheduler=scheduler,
-                    num_samples=len(cells) * budget, max_concurrent_trials=concurrency(sweep, gpus),
-                    metric=metric, mode="min", reuse_actors=True),
+                    num_samples=len(cells) * budget, max_concurrent_trials=slots,
+                    metric=metric, mode="min", reuse_actors=True, trial_dirname_creator=trial_dirname),
                 run_config=tune.RunConfig(
                     name=exp_name, storage_path=str(storage), storage_filesystem=fs,
                     callbacks=[MLflowLogger(params.tracking, str(base), parent, params.train.epochs)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    failure_config=tune.FailureConfig(max_failures=sweep.max_failures), verbose=1))
+                    failure_config=tune.FailureConfig(max_failures=sweep.max_failures), verbose=1,
+                    progress_reporter=PlanReporter(plan, list(sweep.search))))
         grid = tuner.fit()
         seconds["fit"] = time.perf_counter() - clock
         flush_deferred()
@@ -216,7 +224,9 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
         "name": sweep.name, "experiment": exp_name, "fingerprint": fp, "parent_run_id": parent,
         "mlflow_experiment": params.tracking.experiment, "cells": len(cells), "trials": len(rows),
         **{k.lower(): v for k, v in counts.items()}, "epochs": params.train.epochs,
-        "grids": {name: list(axes) for name, axes in sweep.grids.items()}})
+        "grids": {name: list(axes) for name, axes in sweep.grids.items()},
+        "plan": {k: plan[k] for k in ("sweep_s", "sweep_max_s", "evaluate_s", "total_s", "line")},
+        "seconds": {k: round(v, 2) for k, v in seconds.items()}})
     tracking.log_metrics(client, parent, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
     tracking.log_files(client, parent, [base / sweep.out_dir / f for f in (TRIALS, BEST, SWEEP)], "sweep")
     tracking.terminate(client, parent, "FINISHED")

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.infra import atomic
 from pipeline.infra.layout import RECONSTRUCTIONS, SAMPLES
+from pipeline.sweep.sysmetrics import MonitorSpec, TrialMonitor
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.artifacts import reconstruction_grid, sample_grid
 from pipeline.train.trainer import Trainer, resume
@@ -51,7 +52,14 @@ def record(audit_dir: str | None, event: str, epoch: int) -> None:
         f.write(line + "\n")
 
 
-def run_trial(config: dict[str, Any]) -> None:
+def run_trial(config: dict[str, Any], monitor: MonitorSpec | None = None) -> None:
+    from ray import tune
+
+    with TrialMonitor(monitor, tune.get_context().get_trial_id()):
+        _train(config)
+
+
+def _train(config: dict[str, Any]) -> None:
     from ray import tune
 
     spec = ckpt.RunSpec.from_dict(config["spec"])
