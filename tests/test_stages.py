@@ -34,5 +34,5 @@ def test_a_stage_view_refuses_undeclared_reads():
 def test_a_stage_view_overrides_only_its_own_sections():
     view = stage_params(load_params(ROOT / "params.yaml"), "sweep")
     assert view.with_overrides({"train.epochs": 3}).train.epochs == 3
-    with pytest.raises(ParamsError, match="evaluate.loglik_k is not a key"):
-        view.with_overrides({"evaluate.loglik_k": 10})
+    with pytest.raises(ParamsError, match="report.dpi is not a key"):
+        view.with_overrides({"report.dpi": 10})
