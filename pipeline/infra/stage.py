@@ -17,13 +17,14 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def run(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
-    """Run a stage; a PipelineError becomes one clear message on stderr and exit status 2."""
+    """Run a stage; a PipelineError becomes one clear message on stderr and exit status 2 (or
+    the error's own `exit_code`: an interrupted sweep exits 130/143, like the signal)."""
     quiet_defaults()
     try:
         main(argv)
     except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(getattr(err, "exit_code", 2))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

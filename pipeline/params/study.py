@@ -72,6 +72,9 @@ class SweepParams(Section):
     storage_path: str = "results/ray"  # Ray's results; on a cluster, a path every node sees
     out_dir: str = "results/sweep"  # trials.parquet and best.json (DVC outs)
     max_failures: int = Field(0, ge=0)  # retries of a trial whose process died
+    # Free space needed before a sweep starts = this x the estimated checkpoints and Ray state
+    # (pipeline.sweep.space); 0 skips the check.
+    disk_margin: float = Field(1.5, ge=0.0)
 
     @model_validator(mode="after")
     def _check(self) -> SweepParams:
@@ -94,3 +97,6 @@ class TrackingParams(Section):
     experiment: str = Field("infovae", min_length=1)
     artifact_root: str = "mlartifacts"  # for a local store: where run artifacts are written
     connect_timeout_s: float = Field(5.0, gt=0)
+    # A tracking server that stops answering: MLflow's HTTP retries are bounded to about this
+    # many seconds in all (then the sweep stops, naming the URI); 0 < value.
+    retry_total_s: float = Field(20.0, gt=0)
