@@ -138,14 +138,16 @@ class MLflowLogger(Callback):
                 tracking.set_tags(self.client, run_id, {"infovae.device": result.get("device", ""),
                                                         "infovae.gpu_ids": result.get("gpu_ids", "")})
 
-    def _finish(self, trial) -> None:
-        got = outcome(trial)
+    def _finish(self, trial, status: str) -> None:
+        got = outcome(trial, status=status)
         with self._guard(f"the end ({got.status}) of trial {trial.trial_id}"):
             run_id = self._run_for(trial)
             c = self.client
             ckpt = trial.checkpoint
-            if run_id in self.reopened and ckpt is not None:
-                backfill(c, run_id, ckpt.path)  # epochs a lost server missed before the restart
+            if run_id in self.reopened:  # an earlier ending's reasons go; what it missed is logged
+                tracking.clear_stale_tags(c, tracking.retry(c.get_run, run_id), keep=got.tags())
+                if ckpt is not None:
+                    backfill(c, run_id, ckpt.path)
             tracking.set_tags(c, run_id, got.tags())
             if ckpt is not None and Path(ckpt.path).is_dir():
                 d = Path(ckpt.path)
@@ -155,7 +157,7 @@ class MLflowLogger(Callback):
             self.ended.add(run_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(trial)
+        self._finish(trial, "TERMINATED")  # called before Tune sets the status
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial)
+        self._finish(trial, "ERROR")

@@ -125,19 +125,27 @@ def error_reason(text: str | None) -> str:
     return lines[-1] if lines else text.strip().splitlines()[-1]
 
 
-def outcome(trial, signal_name: str | None = None) -> Outcome:
+def outcome(trial, signal_name: str | None = None, status: str | None = None) -> Outcome:
     """The trial's status and why. `signal_name`: the signal that interrupted the sweep, if any
-    (an error caused by it, e.g. a worker killed by the same Ctrl-C, is an interruption)."""
-    if trial.status == "ERROR":
+    (an error caused by it, e.g. a worker killed by the same Ctrl-C, is an interruption).
+    `status`: Tune's status to assume (on_trial_complete runs before Tune sets TERMINATED).
+
+    Tune marks a result `done` when the trial returned or the scheduler stopped it; when an
+    interrupted fit ends, Tune also stops the running trials (TERMINATED, not done), after
+    saving them as RUNNING in its state: those are INTERRUPTED, and resume on a rerun."""
+    status = status or trial.status
+    if status == "ERROR":
         err = trial_exception(trial)
         kind, reason = describe(err)
         names = [c.__name__ for c in type(err).__mro__] if isinstance(err, BaseException) else [reason]
         if signal_name and kind != DIVERGED and any(n.startswith(INTERRUPTIONS) for n in names):
             return Outcome(INTERRUPTED, None, f"{signal_name}: {reason}")
         return Outcome(FAILED, kind, reason)
-    if trial.status == "TERMINATED":
-        done = int((trial.last_result or {}).get("epoch", 0))
-        return Outcome(FINISHED) if done >= budget(trial) else Outcome(KILLED, None, "stopped early by ASHA")
+    last = trial.last_result or {}
+    if status == "TERMINATED" and int(last.get("epoch", 0)) >= budget(trial):
+        return Outcome(FINISHED)
+    if status == "TERMINATED" and last.get("done"):
+        return Outcome(KILLED, None, "stopped early by the scheduler")
     # PENDING, RUNNING, PAUSED: Tune stopped before the trial ended (it resumes on a rerun)
     return Outcome(INTERRUPTED, None, f"{signal_name or 'the sweep'} ended before the trial did")
 

@@ -177,7 +177,8 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
         if t.checkpoint is not None:
             prune_stale_checkpoints(Path(t.checkpoint.path).parent, t.checkpoint.path)
     expected = len(cells) * sweep.trials_per_cell
-    signal_name = signals.name or (_tune_interrupt(trials, expected) and "SIGINT")
+    outcomes = {t.trial_id: outcome(t, signals.name) for t in trials}
+    signal_name = signals.name or (_tune_interrupt(outcomes, len(trials), expected) and "SIGINT")
     outcomes = {t.trial_id: outcome(t, signal_name) for t in trials}
     runs = _reconcile(client, exp_id, parent, trials, outcomes)
     rows, best = summarise(trials, runs, cells, outcomes, sweep.metric, base)
@@ -256,10 +257,10 @@ def concurrency(sweep, gpus: float) -> int:
     return max(1, int(fits + 1e-9))
 
 
-def _tune_interrupt(trials: list, expected: int) -> bool:
-    """Whether Tune's own SIGINT handler ended the fit: a fit that ran to its end leaves every
-    trial TERMINATED or ERROR, and has asked the searcher for every trial."""
-    return len(trials) < expected or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+def _tune_interrupt(outcomes: dict[str, Outcome], n: int, expected: int) -> bool:
+    """Whether Tune's own SIGINT handler ended the fit (the only way it returns early): a fit
+    that ran to its end has asked the searcher for every trial and ended each one."""
+    return n < expected or any(o.status == INTERRUPTED for o in outcomes.values())
 
 
 def _abort(client, parent: str, logger: MLflowLogger, err: BaseException,
