@@ -1,4 +1,5 @@
-"""`infovae`: the pipeline's commands outside DVC (train one configuration, evaluate one)."""
+"""`infovae`: the pipeline's commands outside DVC (train one configuration, evaluate one,
+retrain one sweep cell whose checkpoint was damaged)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ def _evaluate(args) -> None:
     log(f"wrote {args.out}")
 
 
+def _retrain(args) -> None:
+    import json
+
+    from pipeline.params.load import load_params
+    from pipeline.sweep.retrain import retrain_cell
+
+    print(json.dumps(retrain_cell(load_params(args.params), args.cell)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infovae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a param, e.g. --set evaluate.loglik_k=1000 (repeatable)")
     e.set_defaults(func=_evaluate)
+    r = sub.add_parser("retrain", help="train one sweep cell's best trial again (a damaged checkpoint)")
+    r.add_argument("--cell", required=True, help="the cell id (best.json; named by the error)")
+    r.add_argument("--params", default="params.yaml")
+    r.set_defaults(func=_retrain)
     return p
 
 

@@ -32,6 +32,7 @@ from pipeline.infra.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONST
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.load import Params
 from pipeline.params.vocab import method_name
+from pipeline.sweep.space import check_complete, verify_checkpoint
 from pipeline.train import checkpoint as ckpt
 
 
@@ -60,6 +61,7 @@ def history_rows(cell: str, state: dict[str, Any]) -> list[dict[str, Any]]:
 def evaluate_study(params: Params, base_dir: str | Path = ".", log=print) -> dict[str, Any]:
     base = Path(base_dir).resolve()
     best = load_best(base / params.sweep.out_dir / BEST)
+    check_complete(base / params.sweep.out_dir / "sweep.json")  # an interrupted sweep is not evaluated
     data_dir = base / params.data.out_dir
     out = base / params.evaluate.out_dir
     cache = out / CACHE
@@ -78,6 +80,7 @@ def evaluate_study(params: Params, base_dir: str | Path = ".", log=print) -> dic
         if not entry.get("checkpoint"):
             log(f"[{n}/{len(best)}] {entry['label']}: no usable trial ({entry.get('errors')})")
             continue
+        verify_checkpoint(base, cell, entry)  # damaged after it was written: named, with the fix
         key = _digest(base / entry["checkpoint"] / ckpt.FILENAME, eval_params)
         path = cache / f"{key}.json"
         if path.is_file():

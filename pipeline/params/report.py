@@ -16,3 +16,6 @@ class ReportParams(Section):
     # Fig. 3 (D), MMD over training: the curves of this latent dim (the largest one if absent)
     curve_latent_dim: int = Field(10, ge=1)
     log_to_mlflow: bool = True  # attach the report to the sweep's parent MLflow run (report/)
+    # Build a report from an incomplete sweep or evaluation (cells missing): titled PARTIAL and
+    # never attached to MLflow as the study's report. False: such inputs are an error naming them.
+    allow_partial: bool = False

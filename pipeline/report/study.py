@@ -23,12 +23,30 @@ INDEX, MARKDOWN = "index.html", "report.md"
 EVAL_DIR = "results/eval"  # the evaluate stage's default out dir
 
 
-def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str) -> Report:
+def missing_cells(inputs: StudyInputs) -> list[str]:
+    """What makes the inputs partial: an incomplete sweep, and every cell of the sweep
+    (best.json) without a row in metrics.parquet (a diverged cell has one: FAILED, reported)."""
+    problems = []
+    if inputs.sweep.get("complete") is False:
+        problems.append(f"the sweep is incomplete ({inputs.sweep.get('incomplete')})")
+    rows = set(inputs.metrics["cell"].tolist()) if "cell" in inputs.metrics.columns else set()
+    absent = [c for c in inputs.best if c not in rows]
+    if absent:
+        labels = [f"{c} ({inputs.best[c].get('label')})" for c in absent]
+        more = f" and {len(labels) - 10} more" if len(labels) > 10 else ""
+        problems.append(f"{len(absent)} of {len(inputs.best)} cells have no evaluation row: "
+                        + ", ".join(labels[:10]) + more)
+    return problems
+
+
+def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str,
+            partial: list[str] | None = None) -> Report:
     """The whole report as data (pipeline.report.doc), one section per experiment."""
     sections = [table1(inputs), latent_dim_section(inputs, cfg), train_size_section(inputs, cfg),
                 information_section(inputs, cfg), alpha_lambda_section(inputs, cfg), samples_section(inputs),
                 trials_section(inputs)]
-    return Report(cfg.title, header(inputs, tracking_uri), sections)
+    title = f"{cfg.title} (PARTIAL: {'; '.join(partial)})" if partial else cfg.title
+    return Report(title, header(inputs, tracking_uri), sections)
 
 
 def write_report(report: Report, out: Path) -> list[Path]:
@@ -83,8 +101,15 @@ def build_report(params: Any, base_dir: str | Path = ".",
     out = base / cfg.out_dir
     with atomic.replace_dir(out) as tmp:
         inputs = load_inputs(base, params.sweep.out_dir, eval_dir)
-        client = _parent_client(params, cfg, inputs, base, log)
-        report = compose(inputs, cfg, tracking.redact(params.tracking.uri))
+        partial = missing_cells(inputs)
+        if partial and not cfg.allow_partial:
+            why = "; ".join(partial)
+            raise ReportError(f"the report's inputs are partial: {why}. Run `dvc repro` to complete them, "
+                              "or set report.allow_partial: true for a report marked PARTIAL")
+        client = None if partial else _parent_client(params, cfg, inputs, base, log)
+        if partial:
+            log("partial inputs (report.allow_partial): the report is titled PARTIAL, not logged to MLflow")
+        report = compose(inputs, cfg, tracking.redact(params.tracking.uri), partial)
         written = write_report(report, tmp)
     files = [out / f.relative_to(tmp) for f in written]
     run_id = inputs.sweep.get("parent_run_id")

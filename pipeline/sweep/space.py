@@ -107,3 +107,27 @@ def check_space(params, cells, exp_dir: Path) -> None:
                 f"no space left on {where} for this sweep: {what} needs about {need / 2**20:.0f} MiB "
                 f"({len(todo)} trials' checkpoints and Ray state x sweep.disk_margin {margin:g}), "
                 f"{free / 2**20:.0f} MiB free; free space, move {what}, or lower sweep.disk_margin")
+
+
+def verify_checkpoint(base: Path, cell: str, entry: dict[str, Any]) -> None:
+    """A finished trial's checkpoint must be the one written (size and sha256 in best.json)."""
+    if not entry.get("checkpoint") or not entry.get("checkpoint_sha256"):
+        return  # a sweep from before digests were recorded: nothing to compare with
+    path = base / entry["checkpoint"] / "checkpoint.pt"
+    got = file_digest(path) if path.is_file() else {"bytes": 0, "sha256": "missing"}
+    if got["sha256"] != entry["checkpoint_sha256"]:
+        raise SpaceError(
+            f"cell {cell} ({entry.get('label')}): checkpoint {entry['checkpoint']}/checkpoint.pt is damaged "
+            f"({got['bytes']} bytes, sha256 {got['sha256'][:12]}; written as {entry.get('checkpoint_bytes')} "
+            f"bytes, sha256 {entry['checkpoint_sha256'][:12]}): retrain just this cell with "
+            f"`infovae retrain --cell {cell}`, then `dvc repro`")
+
+
+def check_complete(sweep_json: Path) -> None:
+    """Refuse the outputs of a sweep that did not finish its work (pipeline.sweep.outcome)."""
+    try:
+        sweep = json.loads(sweep_json.read_text())
+    except (OSError, ValueError):
+        return  # the reader reports a missing or damaged file itself
+    if sweep.get("complete") is False:
+        raise SpaceError(f"{sweep_json.name}: the sweep is incomplete: {sweep.get('incomplete')}")
