@@ -38,7 +38,7 @@ TERMINAL = ("FINISHED", "KILLED", "FAILED")
 MAX_PARAM_LEN = 500  # MLflow's limit for a param value
 OWNER_TAG, ORPHAN_TAG = "infovae.owner", "infovae.orphaned"
 STALE_TAGS = (ORPHAN_TAG, "infovae.interrupted", "infovae.error", "infovae.failure", "infovae.incomplete")
-HTTP_RETRIES = 4
+HTTP_RETRIES = 5
 _CLOSED: set[str] = set()  # stores whose orphans this process already closed
 
 
@@ -106,14 +106,20 @@ def retry(fn: Callable[..., T], *args: Any, attempts: int = 30,
 
 
 def http_retry_env(total_s: float) -> dict[str, str]:
-    """MLflow HTTP retry settings for about `total_s` seconds of retrying in all: urllib3 sleeps
-    factor * 2**(k-1) before retry k >= 2, so n retries sleep factor * (2**n - 2); each request
-    may wait total_s / 4 (a server that accepts but never answers takes up to ~2x total_s)."""
-    factor = total_s / (2**HTTP_RETRIES - 2)
-    return {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(HTTP_RETRIES),
-            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": f"{factor:.3f}",
+    """MLflow HTTP retry settings for at most about `total_s` seconds of retrying in all:
+    urllib3 sleeps factor * 2**(k-1) before retry k >= 2, so n retries sleep factor * (2**n - 2)
+    (MLflow takes an integer factor >= 1: the most retries that fit, at the largest factor).
+    Each request may wait max(1, total_s / 4) s: a server that accepts connections but never
+    answers takes up to ~2x total_s."""
+    retries, factor = 1, 1
+    for n in range(HTTP_RETRIES, 0, -1):
+        if 2**n - 2 <= total_s:
+            retries, factor = n, max(1, int(total_s // max(1, 2**n - 2)))
+            break
+    return {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(factor),
             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": f"{max(1.0, total_s / 4):.1f}"}
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(total_s / 4)))}
 
 
 def lost(err: BaseException | None) -> bool:

@@ -12,6 +12,7 @@ backfills from the trials' checkpoints the epochs that were not logged.
 from __future__ import annotations
 
 import contextlib
+import signal
 from pathlib import Path
 
 from ray.tune import Callback
@@ -72,7 +73,10 @@ class MLflowLogger(Callback):
     @contextlib.contextmanager
     def _guard(self, what: str):
         """A tracking server that stopped answering becomes one line naming it and what was
-        not logged (raised out of Tune's fit, which stops the sweep; its state is saved)."""
+        not logged (`self.lost`, raised by run_sweep once Tune has stopped). Tune is stopped
+        through its own SIGINT path, which saves the experiment state first (an exception
+        raised out of a callback would skip that, and a trial finished since Tune's last
+        snapshot would run again); later hooks do not try the dead server again."""
         try:
             yield
         except Exception as err:
@@ -83,7 +87,8 @@ class MLflowLogger(Callback):
                 f"(gave up after ~{self.cfg.retry_total_s:g} s of retries, tracking.retry_total_s; "
                 f"{tracking.error_line(err)}): not logged: {what}. The training done is kept in the trials' "
                 "checkpoints: restart the server and rerun the sweep, which resumes and logs what is missing")
-            raise self.lost from None
+            print(f"{self.lost}; stopping the sweep", flush=True)
+            signal.raise_signal(signal.SIGINT)
 
     @property
     def client(self):
@@ -122,11 +127,15 @@ class MLflowLogger(Callback):
         return run_id
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self.lost:
+            return
         with self._guard(f"the start of trial {trial.trial_id}"):
             self._run_for(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         epoch = int(result.get("epoch", 0))
+        if self.lost:
+            return
         with self._guard(f"epoch {epoch} of trial {trial.trial_id} ({trial.config.get('cell_label')})"):
             run_id = self._run_for(trial)
             if epoch <= self.logged.get(run_id, 0):
@@ -140,6 +149,8 @@ class MLflowLogger(Callback):
 
     def _finish(self, trial, status: str) -> None:
         got = outcome(trial, status=status)
+        if self.lost:
+            return
         with self._guard(f"the end ({got.status}) of trial {trial.trial_id}"):
             run_id = self._run_for(trial)
             c = self.client

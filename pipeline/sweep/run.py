@@ -66,6 +66,7 @@ def _parent_run(client, exp_id: str, params: Params, fp: str, n_cells: int) -> s
     if found:
         run_id = found[0].info.run_id
         tracking.reopen(client, run_id)
+        tracking.clear_stale_tags(client, found[0], keep={})  # why an earlier run of it ended
         return run_id
     run = tracking.retry(client.create_run, exp_id, run_name=f"sweep {name}",
                          tags={SWEEP_TAG: name, FINGERPRINT_TAG: fp, "infovae.cells": str(n_cells),
@@ -172,6 +173,8 @@ def run_sweep(params: Params, base_dir: str | Path = ".") -> dict[str, Any]:
                 raise clean from None
             raise
     seconds["fit"] = time.perf_counter() - clock
+    if logger.lost:  # Tune stopped and saved its state; the store cannot take the summary
+        raise logger.lost
     trials = grid._experiment_analysis.trials
     for t in trials:  # checkpoints a killed session was to delete
         if t.checkpoint is not None:
