@@ -75,3 +75,38 @@ def test_a_disk_that_fills_mid_sweep_is_named_and_leaves_no_temporary_files(tmp_
     assert broken and all(r["failure"] == INFRASTRUCTURE and f"no space left on {disk}" in r["error"]
                           for r in broken), rows
     assert [p for p in disk.rglob(".tmp-*")] == []  # the temporary files of failed writes are gone
+
+
+def test_a_damaged_checkpoint_is_named_with_the_command_that_retrains_just_its_cell(tmp_path, prepared_mnist):
+    import json
+    import sys
+
+    import ray
+
+    from pipeline.evaluation.study import evaluate_study
+    from pipeline.sweep.run import run_sweep
+    from pipeline.sweep.space import SpaceError, file_digest, verify_checkpoint
+    from pipeline.train.checkpoint import load
+    from tests.conftest import ROOT
+    from tests.sweep_helpers import best, write_params
+
+    params = tiny_params(tmp_path, prepared_mnist, GRIDS)
+    try:
+        run_sweep(params, tmp_path)
+    finally:
+        ray.shutdown()
+    (cell, entry), (other, kept) = best(tmp_path).items()
+    path = tmp_path / entry["checkpoint"] / "checkpoint.pt"
+    assert file_digest(path) == {"bytes": entry["checkpoint_bytes"], "sha256": entry["checkpoint_sha256"]}
+    path.write_bytes(path.read_bytes()[:1000])  # truncated after the sweep
+    with pytest.raises(SpaceError, match=f"cell {cell} .* is damaged .* `infovae retrain --cell {cell}`"):
+        evaluate_study(params, tmp_path, log=lambda _m: None)
+    yaml_path = write_params(tmp_path / "params.yaml", params)
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "retrain", "--cell", cell, "--params",
+                           str(yaml_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = best(tmp_path)
+    verify_checkpoint(tmp_path, cell, after[cell])  # the new checkpoint matches its new digest
+    assert load(path)["epoch"] == 2 and after[other] == kept  # only that cell was retrained
+    assert json.loads(done.stdout.splitlines()[-1])["cell"] == cell
