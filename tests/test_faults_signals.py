@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 THREE = {"g": {"divergence": ["kl"], "alpha": [0.0], "lambda": [1.0], "latent_dim": [2, 3, 4]}}
 SHRUNK = dict(train__epochs=2, train__train_size=500, train__validation_size=200, train__diagnostics_size=200,
-              sweep__max_concurrent_trials=1)
+              sweep__max_concurrent_trials=1, evaluate__loglik_train_size=0,
+              evaluate__semisupervised_repeats=1, evaluate__classifier={"epochs": 1, "train_size": 2000})
 
 
 def _start(repo, *args):
