@@ -1,5 +1,5 @@
 """`infovae`: the pipeline's commands outside DVC: compose params.yaml from conf/, train one
-configuration, evaluate one."""
+configuration, evaluate one, retrain one sweep cell whose checkpoint was damaged."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ def _params(args) -> None:
     print(f"wrote {args.out or 'params.yaml'}{profile}: {len(params.sweep.grids)} grids")
 
 
+def _retrain(args) -> None:
+    import json
+
+    from pipeline.params.load import load_params
+    from pipeline.sweep.retrain import retrain_cell
+
+    print(json.dumps(retrain_cell(load_params(args.params), args.cell)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infovae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -69,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a param, e.g. --set evaluate.loglik_k=1000 (repeatable)")
     e.set_defaults(func=_evaluate)
+    r = sub.add_parser("retrain", help="train one sweep cell's best trial again (a damaged checkpoint)")
+    r.add_argument("--cell", required=True, help="the cell id (best.json; named by the error)")
+    r.add_argument("--params", default="params.yaml")
+    r.set_defaults(func=_retrain)
     return p
 
 

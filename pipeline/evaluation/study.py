@@ -29,6 +29,7 @@ from pipeline.infra.errors import PipelineError
 from pipeline.infra.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.stages import StageParams, stage_params
+from pipeline.sweep.space import check_complete, verify_checkpoint
 from pipeline.train import checkpoint as ckpt
 
 
@@ -59,6 +60,7 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
     params = params if isinstance(params, StageParams) else stage_params(params, "evaluate")
     base = Path(base_dir).resolve()
     best = load_best(base / params.sweep.out_dir / BEST)
+    check_complete(base / params.sweep.out_dir / "sweep.json")  # an interrupted sweep is not evaluated
     data_dir = base / params.data.out_dir
     out = base / params.evaluate.out_dir
     cache = out / CACHE
@@ -73,6 +75,7 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
         if not entry.get("checkpoint"):
             log(f"[{n}/{len(best)}] {entry['label']}: no usable trial ({entry.get('errors')})")
             continue
+        verify_checkpoint(base, cell, entry)  # damaged after it was written: named, with the fix
         key = cache_key(base / entry["checkpoint"] / ckpt.FILENAME, settings, test_digest)
         path = cache / f"{key}.json"
         if path.is_file():

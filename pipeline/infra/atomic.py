@@ -8,6 +8,7 @@ is in place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -41,9 +42,22 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno == errno.ENOSPC:  # name the filesystem and the file: Python names neither
+            why = f"no space left on {_mount(path)} (writing {path})"
+            raise OSError(errno.ENOSPC, why, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mount(path: Path) -> str:
+    p = path.resolve().parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return str(p)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict
 
 class Section(BaseModel):
     # strict: "3" is not an int and 1.5 is not an int; ints are still accepted for floats.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: `.nan` or `.inf` in any float param is an error naming the key (a
+    # NaN bandwidth or penalty would train to NaN silently); a field that needs infinity says so.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
     # Keys that say where, how fast or how verbosely work runs, never what it computes: they
     # stay out of every identity (the sweep's fingerprint, a cell's id, the prepared data's

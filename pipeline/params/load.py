@@ -3,7 +3,9 @@
 Every section is a strict pydantic model: an unknown key, a wrong type or an out-of-range
 value stops the run before any compute with a `ParamsError` that names the key path and what
 is allowed. params.yaml holds every value that runs, profile applied (composed from conf/ by
-pipeline.params.compose, or by `dvc exp run -S profile=NAME`): what DVC shows is what ran.
+pipeline.params.compose, or by `dvc exp run -S profile=NAME`): what DVC shows is what ran. The
+keys that grid axes and search dimensions name are checked against the schema here, so every
+stage (prepare first) refuses them. A key written twice in the YAML is an error, not "last wins".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 from pipeline.params.report import ReportParams
 from pipeline.params.study import ClusterParams, SweepParams, TrackingParams
+from pipeline.params.vocab import AXIS_KEYS
 
 __all__ = ["Params", "ParamsError", "load_params", "parse_params"]
 
@@ -64,9 +67,65 @@ def parse_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{source}: top level must be a mapping of sections")
     try:
-        return Params.model_validate(dict(raw or {}))
+        params = Params.model_validate(dict(raw or {}))
     except ValidationError as err:
         raise ParamsError(_format_errors(err, source)) from None
+    bad = key_errors(params.sweep)
+    if bad:
+        raise ParamsError(f"invalid params in {source}:\n" + "\n".join(bad))
+    return params
+
+
+def known_key(dotted: str) -> bool:
+    """Whether a dotted key (`train.lr`, `objective.mmd.bandwidth`) names a leaf of the schema."""
+    model: type[BaseModel] = Params
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+        field = fields.get(part)
+        if field is None or part == "profile":
+            return False
+        if i == len(parts) - 1:
+            return True
+        sub = field.annotation
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return False  # a dotted key descending into a value that is not a section
+        model = sub
+    return False
+
+
+def key_errors(sweep: SweepParams) -> list[str]:
+    """`sweep.grids.<grid>.<key>` / `sweep.search.<key>` lines for keys not in the schema."""
+    bad = []
+    for grid, axes in sweep.grids.items():
+        for axis, values in axes.items():
+            keys = {k for v in values if isinstance(v, dict) for k in v}
+            if not keys or any(not isinstance(v, dict) for v in values):
+                keys.add(axis)
+            bad += [f"sweep.grids.{grid}.{k}" for k in sorted(keys) if not known_key(AXIS_KEYS.get(k, k))]
+    bad += [f"sweep.search.{k}" for k in sweep.search if not known_key(k)]
+    return [f"  {k}: unknown params key (not in the schema; check its spelling and section)" for k in bad]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping key written twice (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 
 
 def read_raw(path: str | Path) -> dict[str, Any]:
@@ -74,7 +133,7 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if raw is not None and not isinstance(raw, dict):

@@ -24,3 +24,6 @@ class ReportParams(Section):
     reference_dir: str = Field("../shared/reference", min_length=1)
     # MLflow UI address for run links when tracking.uri is not http(s) (where `mlflow ui` listens)
     mlflow_ui_url: str = Field("http://127.0.0.1:5000", pattern=r"^https?://")
+    # Build a report from an incomplete sweep or evaluation (cells missing): titled PARTIAL and
+    # never attached to MLflow as the study's report. False: such inputs are an error naming them.
+    allow_partial: bool = False

@@ -41,7 +41,7 @@ class SweepParams(Section):
     # experiment's directory (NAME-FINGERPRINT) and the MLflow parent run, so a new name is a
     # new study.
     placement = frozenset({"cpus_per_trial", "gpus_per_trial", "auto_gpu_share",
-                           "max_concurrent_trials", "storage_path", "out_dir", "max_failures"})
+                           "max_concurrent_trials", "storage_path", "out_dir", "max_failures", "disk_margin"})
 
     name: str = Field("infovae", pattern=r"^[A-Za-z0-9_.-]+$")
     # Named grids; each is a Cartesian product of axes. An axis value may be a mapping that
@@ -68,6 +68,9 @@ class SweepParams(Section):
     storage_path: str = "results/ray"  # Ray's results; on a cluster, a path every node sees
     out_dir: str = "results/sweep"  # trials.parquet and best.json (DVC outs)
     max_failures: int = Field(1, ge=0)  # retries of a trial whose process died
+    # Free space needed before a sweep starts = this x the estimated checkpoints and Ray state
+    # (pipeline.sweep.space); 0 skips the check.
+    disk_margin: float = Field(1.5, ge=0.0)
 
     @model_validator(mode="after")
     def _check(self) -> SweepParams:
@@ -99,3 +102,6 @@ class TrackingParams(Section):
     connect_timeout_s: float = Field(5.0, gt=0)
     # MLflow system metrics (CPU, memory, GPU) of every trial, sampled at this period; 0: off
     system_metrics_s: float = Field(10.0, ge=0)
+    # A tracking server that stops answering: MLflow's HTTP retries are bounded to about this
+    # many seconds in all (then the sweep stops, naming the URI); 0 < value.
+    retry_total_s: float = Field(20.0, gt=0)

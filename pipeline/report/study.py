@@ -28,7 +28,24 @@ from pipeline.report.timing import timing_section
 INDEX, MARKDOWN = "index.html", "report.md"
 
 
-def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str, claims: list[Claim]) -> Report:
+def missing_cells(inputs: StudyInputs) -> list[str]:
+    """What makes the inputs partial: an incomplete sweep, and every cell of the sweep
+    (best.json) without a row in metrics.parquet (a diverged cell has one: FAILED, reported)."""
+    problems = []
+    if inputs.sweep.get("complete") is False:
+        problems.append(f"the sweep is incomplete ({inputs.sweep.get('incomplete')})")
+    rows = set(inputs.metrics["cell"].tolist()) if "cell" in inputs.metrics.columns else set()
+    absent = [c for c in inputs.best if c not in rows]
+    if absent:
+        labels = [f"{c} ({inputs.best[c].get('label')})" for c in absent]
+        more = f" and {len(labels) - 10} more" if len(labels) > 10 else ""
+        problems.append(f"{len(absent)} of {len(inputs.best)} cells have no evaluation row: "
+                        + ", ".join(labels[:10]) + more)
+    return problems
+
+
+def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str, claims: list[Claim],
+            partial: list[str] | None = None) -> Report:
     """The whole report as data (pipeline.report.doc): the claims' verdicts first, then one section per
     experiment (each claim links to its experiment's section), the reference figures, the trials."""
     sections = [table1(inputs), latent_dim_section(inputs, cfg), train_size_section(inputs, cfg),
@@ -36,7 +53,8 @@ def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str, claims: l
                 reference_section(inputs.base, cfg.reference_dir), trials_section(inputs),
                 timing_section(inputs)]
     titles = {s.id: s.title for s in sections}
-    return Report(cfg.title, header(inputs, tracking_uri), [claims_section(claims, titles), *sections])
+    title = f"{cfg.title} (PARTIAL: {'; '.join(partial)})" if partial else cfg.title
+    return Report(title, header(inputs, tracking_uri), [claims_section(claims, titles), *sections])
 
 
 def mlflow_ui(tracking_uri: str, cfg: ReportParams) -> str:
@@ -95,11 +113,18 @@ def build_report(params: Any, base_dir: str | Path = ".",
     out = base / cfg.out_dir
     with atomic.replace_dir(out) as tmp:
         inputs = load_inputs(base, params.sweep.out_dir, eval_dir)
-        client = _parent_client(params, cfg, inputs, base, log)
+        partial = missing_cells(inputs)
+        if partial and not cfg.allow_partial:
+            why = "; ".join(partial)
+            raise ReportError(f"the report's inputs are partial: {why}. Run `dvc repro` to complete them, "
+                              "or set report.allow_partial: true for a report marked PARTIAL")
+        client = None if partial else _parent_client(params, cfg, inputs, base, log)
+        if partial:
+            log("partial inputs (report.allow_partial): the report is titled PARTIAL, not logged to MLflow")
         uri = tracking.redact(params.tracking.uri)
         inputs.mlflow_ui = mlflow_ui(uri, cfg)
         claims = evaluate_claims(inputs.metrics, inputs.history)  # rows carry ss_repeats
-        report = compose(inputs, cfg, uri, claims)
+        report = compose(inputs, cfg, uri, claims, partial)
         written = write_report(report, tmp)
     atomic.write_json(base / cfg.claims_metrics, dvc_metrics(claims))
     files = [out / f.relative_to(tmp) for f in written]

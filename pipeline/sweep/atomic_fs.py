@@ -27,6 +27,8 @@ leaves an old checkpoint on disk, which prune_stale_checkpoints removes after th
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import shutil
@@ -72,23 +74,56 @@ def prune_stale_checkpoints(trial_dir: str | Path, keep: str | Path) -> int:
     return len(stale)
 
 
+def _no_space(err: OSError, path: str) -> OSError:
+    """ENOSPC as "no space left on <mount> (writing <path>)": Python's own message names
+    neither, and Tune's trial error showed only the pyarrow wrapper."""
+    if err.errno != errno.ENOSPC:
+        return err
+    from pipeline.sweep.outcome import no_space
+
+    return OSError(errno.ENOSPC, no_space(path), path)
+
+
 class _AtomicFile:
     """A raw binary writer to `<dir>/.tmp-<name>-<uuid>`, renamed to `<dir>/<name>` on close;
-    then `on_published()`, if given."""
+    then `on_published()`, if given. A failed write (no space left) removes the temporary
+    file, and the close that follows publishes nothing: the previous file stays."""
 
     def __init__(self, path: str, on_published=None):
         self.path = path
         self.on_published = on_published
         head, name = os.path.split(path)
         self.tmp = os.path.join(head, f".tmp-{name}-{uuid.uuid4().hex[:12]}")
-        self._f = open(self.tmp, "wb")
+        self.failed = False
         self.closed = False
+        try:
+            self._f = open(self.tmp, "wb")
+        except OSError as err:
+            raise _no_space(err, path) from None
+
+    def _fail(self, err: OSError):
+        self.failed = True
+        with contextlib.suppress(OSError):
+            self._f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+        return _no_space(err, self.path)
 
     def write(self, data) -> int:
-        return self._f.write(data)
+        if self.failed:
+            raise OSError(errno.EIO, f"an earlier write to {self.path} failed")
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            raise self._fail(err) from None
 
     def flush(self) -> None:
-        self._f.flush()
+        if self.failed:
+            return
+        try:
+            self._f.flush()
+        except OSError as err:
+            raise self._fail(err) from None
 
     def writable(self) -> bool:
         return True
@@ -106,7 +141,12 @@ class _AtomicFile:
         if self.closed:
             return
         self.closed = True
-        self._f.close()
+        if self.failed:
+            return
+        try:
+            self._f.close()  # flushes the last buffered bytes: may meet the full disk too
+        except OSError as err:
+            raise self._fail(err) from None
         # No fsync: the rename is atomic against a killed process, which is the failure here;
         # a power cut is not, but fsyncing every snapshot and checkpoint slowed Tune's syncs.
         os.replace(self.tmp, self.path)

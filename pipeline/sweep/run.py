@@ -24,18 +24,13 @@ from pipeline.params.stages import StageParams, stage_params
 from pipeline.sweep.atomic_fs import flush_deferred, prune_stale_checkpoints, storage_filesystem
 from pipeline.sweep.context import annotate_parent
 from pipeline.sweep.grid import Cell, expand
-from pipeline.sweep.logger import (
-    PARENT_TAG,
-    SWEEP_TAG,
-    TRIAL_TAG,
-    MLflowLogger,
-    error_reason,
-    is_metric,
-    trial_status,
-)
+from pipeline.sweep.logger import PARENT_TAG, SWEEP_TAG, TRIAL_TAG, MLflowLogger, backfill, is_metric
+from pipeline.sweep.outcome import INTERRUPTED, INTERRUPTED_TAG, MLFLOW_STATUS, Outcome, completion, outcome
 from pipeline.sweep.plan import announce
 from pipeline.sweep.progress import PlanReporter, trial_dirname, use_table_reporter
 from pipeline.sweep.search import CellSearcher, trial_spec
+from pipeline.sweep.signals import Interruption, SweepIncomplete, resume_command
+from pipeline.sweep.space import check_space, checkpoint_digest
 from pipeline.sweep.sysmetrics import MonitorSpec
 
 FINGERPRINT_TAG = "infovae.fingerprint"
@@ -82,10 +77,12 @@ def _parent_run(client, exp_id: str, params: Params, fp: str, n_cells: int) -> s
                            f"tags.`{SWEEP_TAG}` = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fp}'")
     if found:
         run_id = found[0].info.run_id
-        tracking.retry(client.update_run, run_id, status="RUNNING")
+        tracking.reopen(client, run_id)
+        tracking.clear_stale_tags(client, found[0], keep={})  # why an earlier run of it ended
         return run_id
     run = tracking.retry(client.create_run, exp_id, run_name=f"sweep {name}",
-                         tags={SWEEP_TAG: name, FINGERPRINT_TAG: fp, "infovae.cells": str(n_cells)})
+                         tags={SWEEP_TAG: name, FINGERPRINT_TAG: fp, "infovae.cells": str(n_cells),
+                               tracking.OWNER_TAG: tracking.owner()})
     annotate_parent(client, run.info.run_id, params)
     return run.info.run_id
 
@@ -99,19 +96,23 @@ def _relative(path: str | None, base: Path) -> str | None:
         return path
 
 
-def summarise(trials: list, runs: dict[str, str], cells: list[Cell], epochs: int, metric: str,
-              base: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def summarise(trials: list, runs: dict[str, str], cells: list[Cell], outcomes: dict[str, Outcome],
+              metric: str, base: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = []
     for t in trials:
         cfg, last = t.config, dict(t.last_result or {})
-        status = trial_status(t, epochs)
+        got = outcomes[t.trial_id]
+        status = got.status
         spec = cfg["spec"]
+        ckpt_dir = t.checkpoint.path if t.checkpoint else None
         row = {
             "trial_id": t.trial_id, "cell": cfg["cell"], "cell_label": cfg["cell_label"],
             "grids": ",".join(cfg["grids"]), "status": status,
-            "error": error_reason(str(t.get_error())) if status == "FAILED" else None,
+            "error": got.reason if status in ("FAILED", INTERRUPTED) else None,
+            "failure": got.kind, "epochs_budget": int(spec["train"]["epochs"]),
             "epochs_done": int(last.get("epoch", 0)), "mlflow_run_id": runs.get(t.trial_id),
-            "checkpoint": _relative(t.checkpoint.path if t.checkpoint else None, base),
+            "checkpoint": _relative(ckpt_dir, base),
+            **checkpoint_digest(ckpt_dir),
             "divergence": spec["objective"]["divergence"], "alpha": spec["objective"]["alpha"],
             "lambda": spec["objective"]["lambda"], "latent_dim": spec["model"]["latent_dim"],
             "encoder": spec["model"]["encoder"], "decoder": spec["model"]["decoder"],
@@ -127,18 +128,19 @@ def summarise(trials: list, runs: dict[str, str], cells: list[Cell], epochs: int
     best: dict[str, Any] = {}
     for cell in cells:
         mine = [r for r in rows if r["cell"] == cell.id]
-        usable = [r for r in mine if r["status"] != "FAILED" and r.get(metric) is not None]
+        usable = [r for r in mine if r["status"] not in ("FAILED", INTERRUPTED) and r.get(metric) is not None]
         finished = [r for r in usable if r["status"] == "FINISHED"] or usable
         entry = {"label": cell.label, "grids": list(cell.grids), "overrides": cell.overrides,
-                 "method": cell.method, "decoder": cell.decoder,
-                 "trials": len(mine), "failed": sum(r["status"] == "FAILED" for r in mine)}
+                 "method": cell.method, "decoder": cell.decoder, "trials": len(mine),
+                 "failed": sum(r["status"] == "FAILED" for r in mine)}
         if finished:
             top = min(finished, key=lambda r: r[metric])
             entry.update(trial_id=top["trial_id"], status=top["status"], metric=metric,
-                         value=top[metric], checkpoint=top["checkpoint"], mlflow_run_id=top["mlflow_run_id"])
+                         value=top[metric], checkpoint=top["checkpoint"], mlflow_run_id=top["mlflow_run_id"],
+                         checkpoint_bytes=top["checkpoint_bytes"], checkpoint_sha256=top["checkpoint_sha256"])
         else:
-            entry.update(trial_id=None, status="FAILED",
-                         errors=sorted({r["error"] for r in mine if r["error"]}))
+            entry.update(trial_id=None, status="FAILED" if mine else INTERRUPTED,
+                         errors=sorted({r["error"] for r in mine if r["error"]}) or ["no trial ran"])
         best[cell.id] = entry
     return rows, best
 
@@ -150,17 +152,18 @@ def write_outputs(out_dir: Path, rows: list[dict], best: dict, sweep: dict) -> N
 
 
 def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[str, Any]:
-    """The sweep stage over params (its view: pipeline.params.stages)."""
-    from ray import tune
-
-    from pipeline.sweep.scheduler import PerCellASHA
-    from pipeline.sweep.trainable import AUDIT_DIR, run_trial
-
+    """Run (or resume) the sweep of params (the sweep stage's view: pipeline.params.stages);
+    raise SweepIncomplete, after writing its outputs, when any trial was interrupted or failed
+    for a reason outside the model (pipeline.sweep.outcome)."""
     params = params if isinstance(params, StageParams) else stage_params(params, "sweep")
     base = Path(base_dir).resolve()
     sweep = params.sweep
     clock = time.perf_counter()
     cells, data_dir = preflight(params, base)
+    storage = (base / sweep.storage_path).resolve()
+    fp = fingerprint(params, cells, data_dir)
+    exp_name = f"{sweep.name}-{fp}"
+    check_space(params, cells, storage / exp_name)
     seconds = {"preflight": time.perf_counter() - clock}
     clock = time.perf_counter()
     client = tracking.client(params.tracking, base)
@@ -170,68 +173,97 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     connect(params.cluster)
     check_resources(sweep)
     seconds["ray_start"] = time.perf_counter() - clock
-    fp = fingerprint(params, cells, data_dir)
-    storage = (base / sweep.storage_path).resolve()
-    exp_name = f"{sweep.name}-{fp}"
     parent = _parent_run(client, exp_id, params, fp, len(cells))
-    gpus = gpus_per_trial(sweep)
-    slots = concurrency(sweep, gpus)
+    slots = concurrency(sweep, gpus_per_trial(sweep))
     plan = announce(params, cells, data_dir, slots, client, parent, base / sweep.out_dir)
     monitor = MonitorSpec(params.tracking, str(base), parent, params.tracking.system_metrics_s)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, monitor=monitor),
-                                    {"cpu": sweep.cpus_per_trial, "gpu": gpus})
     use_table_reporter()
     clock = time.perf_counter()
-    try:
-        fs = storage_filesystem(str(storage))  # atomic writes: a kill cannot truncate Tune's state
-        if tune.Tuner.can_restore(str(storage / exp_name), storage_filesystem=fs):
-            print(f"resuming sweep {exp_name} from {storage}")
-            tuner = tune.Tuner.restore(str(storage / exp_name), trainable=trainable,
-                                       resume_unfinished=True, resume_errored=False, restart_errored=False,
-                                       storage_filesystem=fs)
-        else:
-            metric, budget = sweep.metric, sweep.trials_per_cell
-            scheduler = (PerCellASHA(metric, "min", params.train.epochs, sweep.asha.grace_period,
-                                     sweep.asha.reduction_factor) if sweep.scheduler == "asha" else None)
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=CellSearcher(params, cells, data_dir, metric,
-                                            audit_dir=str(storage / exp_name / AUDIT_DIR)),
-                    scheduler=scheduler,
-                    num_samples=len(cells) * budget, max_concurrent_trials=slots,
-                    metric=metric, mode="min", reuse_actors=True, trial_dirname_creator=trial_dirname),
-                run_config=tune.RunConfig(
-                    name=exp_name, storage_path=str(storage), storage_filesystem=fs,
-                    callbacks=[MLflowLogger(params.tracking, str(base), parent, params.train.epochs)],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    failure_config=tune.FailureConfig(max_failures=sweep.max_failures), verbose=1,
-                    progress_reporter=PlanReporter(plan, list(sweep.search))))
-        grid = tuner.fit()
-        seconds["fit"] = time.perf_counter() - clock
-        flush_deferred()
-    except BaseException:
-        tracking.terminate(client, parent, "KILLED" if _interrupted() else "FAILED")
-        raise
+    logger = MLflowLogger(params.tracking, str(base), parent)
+    with Interruption() as signals:
+        try:
+            grid = _tuner(params, cells, data_dir, storage, exp_name, logger, slots, monitor,
+                          PlanReporter(plan, list(sweep.search))).fit()
+            flush_deferred()
+        except BaseException as err:
+            clean = _abort(client, parent, logger, err, signals.name)
+            if clean is not None:
+                raise clean from None
+            raise
+    seconds["fit"] = time.perf_counter() - clock
+    if logger.lost:  # Tune stopped and saved its state; the store cannot take the summary
+        raise logger.lost
     trials = grid._experiment_analysis.trials
     for t in trials:  # checkpoints a killed session was to delete
         if t.checkpoint is not None:
             prune_stale_checkpoints(Path(t.checkpoint.path).parent, t.checkpoint.path)
-    runs = _reconcile(client, exp_id, parent, trials, params.train.epochs)
-    rows, best = summarise(trials, runs, cells, params.train.epochs, sweep.metric, base)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("FINISHED", "KILLED", "FAILED")}
+    expected = len(cells) * sweep.trials_per_cell
+    outcomes = {t.trial_id: outcome(t, signals.name) for t in trials}
+    signal_name = signals.name or (_tune_interrupt(outcomes, len(trials), expected) and "SIGINT")
+    outcomes = {t.trial_id: outcome(t, signal_name) for t in trials}
+    runs = _reconcile(client, exp_id, parent, trials, outcomes)
+    rows, best = summarise(trials, runs, cells, outcomes, sweep.metric, base)
+    done = completion(list(outcomes.values()), expected)
+    counts = {s: done.counts[s] for s in ("FINISHED", "KILLED", "FAILED", INTERRUPTED)}
+    summary = None if done.complete else done.paragraph(exp_name, signal_name, resume_command(base))
     write_outputs(base / sweep.out_dir, rows, best, {
         "name": sweep.name, "experiment": exp_name, "fingerprint": fp, "parent_run_id": parent,
         "mlflow_experiment": params.tracking.experiment, "cells": len(cells), "trials": len(rows),
         **{k.lower(): v for k, v in counts.items()}, "epochs": params.train.epochs,
+        "complete": done.complete, "incomplete": summary,
         "grids": {name: list(axes) for name, axes in sweep.grids.items()},
         "plan": {k: plan[k] for k in ("sweep_s", "sweep_max_s", "evaluate_s", "total_s", "line")},
         "seconds": {k: round(v, 2) for k, v in seconds.items()}})
     tracking.log_metrics(client, parent, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
     tracking.log_files(client, parent, [base / sweep.out_dir / f for f in (TRIALS, BEST, SWEEP)], "sweep")
+    if summary:
+        tag = {INTERRUPTED_TAG: summary} if signal_name else {"infovae.incomplete": summary}
+        tracking.set_tags(client, parent, tag)
+        tracking.terminate(client, parent, "KILLED" if signal_name else "FAILED")
+        raise SweepIncomplete(summary, signal_name)
     tracking.terminate(client, parent, "FINISHED")
     return {"cells": len(cells), "trials": len(rows), **counts, "parent_run_id": parent,
             "experiment": exp_name, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+
+
+def _tuner(params: StageParams, cells: list[Cell], data_dir: str, storage: Path, exp_name: str, logger,
+           slots: int, monitor: MonitorSpec, reporter):
+    """A Tuner for the sweep: Tune's own restore when its state exists. An errored trial is
+    resumed from its last checkpoint: a failure that is the model's own (TrainingDiverged)
+    fails again at once (pipeline.sweep.trainable), any other was outside the model."""
+    from ray import tune
+
+    from pipeline.sweep.scheduler import PerCellASHA
+    from pipeline.sweep.trainable import AUDIT_DIR, run_trial
+
+    sweep = params.sweep
+    gpus = gpus_per_trial(sweep)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, monitor=monitor),
+                                    {"cpu": sweep.cpus_per_trial, "gpu": gpus})
+    fs = storage_filesystem(str(storage))  # atomic writes: a kill cannot truncate Tune's state
+    if tune.Tuner.can_restore(str(storage / exp_name), storage_filesystem=fs):
+        print(f"resuming sweep {exp_name} from {storage}")
+        tuner = tune.Tuner.restore(str(storage / exp_name), trainable=trainable,
+                                   resume_unfinished=True, resume_errored=True, restart_errored=False,
+                                   storage_filesystem=fs)
+        tuner._local_tuner._run_config.callbacks = [logger]  # this process's logger (its parent run)
+        return tuner
+    metric, budget = sweep.metric, sweep.trials_per_cell
+    scheduler = (PerCellASHA(metric, "min", params.train.epochs, sweep.asha.grace_period,
+                             sweep.asha.reduction_factor) if sweep.scheduler == "asha" else None)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=CellSearcher(params, cells, data_dir, metric,
+                                    audit_dir=str(storage / exp_name / AUDIT_DIR)),
+            scheduler=scheduler,
+            num_samples=len(cells) * budget, max_concurrent_trials=slots,
+            metric=metric, mode="min", reuse_actors=True, trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=exp_name, storage_path=str(storage), storage_filesystem=fs, callbacks=[logger],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures), verbose=1,
+            progress_reporter=reporter))
 
 
 def concurrency(sweep, gpus: float) -> int:
@@ -251,14 +283,38 @@ def concurrency(sweep, gpus: float) -> int:
     return max(1, int(fits + 1e-9))
 
 
-def _interrupted() -> bool:
-    import sys
+def _tune_interrupt(outcomes: dict[str, Outcome], n: int, expected: int) -> bool:
+    """Whether Tune's own SIGINT handler ended the fit (the only way it returns early): a fit
+    that ran to its end has asked the searcher for every trial and ended each one."""
+    return n < expected or any(o.status == INTERRUPTED for o in outcomes.values())
 
-    return isinstance(sys.exc_info()[1], KeyboardInterrupt)
+
+def _abort(client, parent: str, logger: MLflowLogger, err: BaseException,
+           signal_name: str | None) -> BaseException | None:
+    """The fit raised (a second Ctrl-C, a lost tracking server, a Tune error): close every run
+    this process opened, KILLED and tagged, while the store still answers. Returns the error
+    to show instead of Tune's chained traceback, if any (a lost tracking server: one line)."""
+    if tracking.lost(err):  # the store is gone: the next stage on it closes these runs (close_orphans)
+        uri = tracking.redact(client.tracking_uri)
+        return logger.lost or tracking.TrackingError(f"MLflow tracking store {uri} stopped answering: "
+                                                     f"{tracking.error_line(err)}")
+    interrupted = signal_name or (isinstance(err, KeyboardInterrupt) and "SIGINT")
+    reason = f"{interrupted}: the sweep was interrupted" if interrupted else f"{type(err).__name__}: {err}"
+    tag = {INTERRUPTED_TAG: reason} if interrupted else {"infovae.error": reason[:4000]}
+    try:
+        for run_id in [*logger.open_runs(), parent]:
+            tracking.set_tags(client, run_id, tag)
+            tracking.terminate(client, run_id, "KILLED" if interrupted else "FAILED")
+    except Exception as close_err:  # noqa: BLE001 - keep the original error; say what was not closed
+        print(f"could not close the MLflow runs of this sweep ({type(close_err).__name__}); the next stage "
+              "on this store closes them", flush=True)
+    return None
 
 
-def _reconcile(client, exp_id: str, parent: str, trials: list, epochs: int) -> dict[str, str]:
-    """Trial id -> run id; any child run still RUNNING gets its trial's terminal status.
+def _reconcile(client, exp_id: str, parent: str, trials: list,
+               outcomes: dict[str, Outcome]) -> dict[str, str]:
+    """Trial id -> run id; every child run gets its trial's terminal status and reason tags,
+    and the metrics a lost tracking server missed (from the trial's checkpoint history).
 
     A sweep killed between suggesting a trial and Ray's next snapshot of its experiment state
     comes back without that trial (Ray suggests the cell again, under a new id): its run, if
@@ -266,11 +322,20 @@ def _reconcile(client, exp_id: str, parent: str, trials: list, epochs: int) -> d
     children = tracking.retry(client.search_runs, [exp_id], f"tags.`{PARENT_TAG}` = '{parent}'",
                               max_results=50000)
     by_trial = {r.data.tags.get(TRIAL_TAG): r for r in children}
-    status = {t.trial_id: trial_status(t, epochs) for t in trials}
+    ckpts = {t.trial_id: t.checkpoint.path if t.checkpoint else None for t in trials}
     for trial_id, run in by_trial.items():
-        if trial_id not in status:
-            tracking.set_tags(client, run.info.run_id, {ORPHAN_TAG: "trial lost when an interrupted sweep "
-                                                        "was resumed; its cell was run again"})
-        if run.info.status == "RUNNING":
-            tracking.terminate(client, run.info.run_id, status.get(trial_id, "KILLED"))
-    return {tid: r.info.run_id for tid, r in by_trial.items() if tid in status}
+        run_id = run.info.run_id
+        got = outcomes.get(trial_id)
+        if got is None:
+            tracking.set_tags(client, run_id, {ORPHAN_TAG: "trial lost when an interrupted sweep "
+                                               "was resumed; its cell was run again"})
+            if run.info.status == "RUNNING":
+                tracking.terminate(client, run_id, "KILLED")
+            continue
+        status = MLFLOW_STATUS[got.status]
+        if run.info.status != status or any(run.data.tags.get(k) != v for k, v in got.tags().items()):
+            backfill(client, run_id, ckpts.get(trial_id))
+            tracking.clear_stale_tags(client, run, keep=got.tags())
+            tracking.set_tags(client, run_id, got.tags())
+            tracking.terminate(client, run_id, status)
+    return {tid: r.info.run_id for tid, r in by_trial.items() if tid in outcomes}

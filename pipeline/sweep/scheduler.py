@@ -13,14 +13,18 @@ class PerCellASHA(FIFOScheduler):
     def __init__(self, metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: float):
         super().__init__()
         self._metric, self._mode = metric, mode
-        self._kw = dict(time_attr="epoch", metric=metric, mode=mode, max_t=max_t,
-                        grace_period=min(grace_period, max_t), reduction_factor=reduction_factor)
+        self._max_t, self._grace = max_t, grace_period
+        self._kw = dict(time_attr="epoch", metric=metric, mode=mode, reduction_factor=reduction_factor)
         self._cells: dict[str, AsyncHyperBandScheduler] = {}
 
     def _for(self, trial) -> AsyncHyperBandScheduler:
         cell = trial.config.get("cell", "")
         if cell not in self._cells:
-            self._cells[cell] = AsyncHyperBandScheduler(**self._kw)
+            # The cell's own budget: a grid may set train.epochs per cell, and ASHA stops
+            # every trial at max_t (a longer cell cut at the global budget would look killed).
+            max_t = int(trial.config.get("spec", {}).get("train", {}).get("epochs", self._max_t))
+            self._cells[cell] = AsyncHyperBandScheduler(**self._kw, max_t=max_t,
+                                                        grace_period=min(self._grace, max_t))
         return self._cells[cell]
 
     def set_search_properties(self, metric, mode, **spec) -> bool:

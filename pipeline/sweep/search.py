@@ -61,6 +61,7 @@ class CellSearcher(Searcher):
         }
         self.issued = {c.id: 0 for c in cells}
         self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}
+        self.budgets: dict[str, int] = {}  # trial id -> its own train.epochs (a grid may set them)
         self.turn = 0
 
     def _next_cell(self) -> Cell | None:
@@ -80,6 +81,7 @@ class CellSearcher(Searcher):
         self.issued[cell.id] += 1
         self.live[trial_id] = (cell.id, ot)
         spec = trial_spec(self.params, cell, dict(ot.params), self.data_dir)
+        self.budgets[trial_id] = spec.train.epochs
         return {"cell": cell.id, "cell_label": cell.label, "grids": list(cell.grids),
                 "suggested": dict(ot.params), "optuna_number": ot.number, "spec": spec.to_dict(),
                 "audit_dir": self.audit_dir}
@@ -93,11 +95,12 @@ class CellSearcher(Searcher):
         if trial_id not in self.live:
             return
         cell_id, ot = self.live.pop(trial_id)
+        epochs = self.__dict__.setdefault("budgets", {}).pop(trial_id, self.epochs)
         study = self.studies[cell_id]
         state = optuna.trial.TrialState
         if error or not result or self.metric not in result:
             study.tell(ot, state=state.FAIL)
-        elif int(result.get("epoch", 0)) < self.epochs:  # stopped early by the scheduler
+        elif int(result.get("epoch", 0)) < epochs:  # stopped early by the scheduler
             study.tell(ot, state=state.PRUNED)
         else:
             study.tell(ot, float(result[self.metric]))
