@@ -86,7 +86,7 @@ def estimate(params, cells, data_dir: str = "") -> dict[str, int]:
 
     sizes = [checkpoint_bytes(trial_spec(params, c, {}, data_dir)) for c in cells]
     per_trial = [s + PER_TRIAL_FILES for s in sizes for _ in range(params.sweep.trials_per_cell)]
-    running = max(1, params.sweep.max_concurrent_trials or params.sweep.num_cpus or 1)
+    running = max(1, params.sweep.max_concurrent_trials or params.cluster.num_cpus or 1)
     return {"per_trial": per_trial, "largest": max(sizes) + PER_TRIAL_FILES, "running": running}
 
 
