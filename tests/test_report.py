@@ -157,9 +157,11 @@ def write_study(base: Path, grids: tuple[str, ...] = GRIDS, parent_run_id: str |
         "trials": len(trials), **counts, "epochs": 5, "grids": {g: ["method"] for g in grids}}))
 
 
-def _params(**tracking_args):
-    """The report stage's view of the study's params (small figures; this tracking store)."""
-    overrides = {"report.dpi": 50, **{f"tracking.{k}": v for k, v in tracking_args.items()}}
+def _params(report: dict | None = None, **tracking_args):
+    """The report stage's view of the study's params: small figures, these report keys, this
+    tracking store."""
+    overrides = {"report.dpi": 50, **{f"report.{k}": v for k, v in (report or {}).items()},
+                 **{f"tracking.{k}": v for k, v in tracking_args.items()}}
     return stage_params(with_overrides(load_params(ROOT / "params.yaml"), overrides), "report")
 
 

@@ -13,19 +13,10 @@ import pytest
 from PIL import Image
 
 from pipeline.infra import tracking
-from pipeline.params.load import load_params, with_overrides
 from pipeline.params.report import ReportParams
-from pipeline.params.stages import stage_params
 from pipeline.params.study import TrackingParams
 from pipeline.report.study import build_report
-from tests.conftest import ROOT
-from tests.test_report import write_study
-
-
-def _params(**report):
-    """The report stage's view of the study's params, with small figures and these report keys."""
-    overrides = {"report.dpi": 50, **{f"report.{k}": v for k, v in report.items()}}
-    return stage_params(with_overrides(load_params(ROOT / "params.yaml"), overrides), "report")
+from tests.test_report import _params, write_study
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def study(tmp_path_factory):
     refs = base / "refs"
     refs.mkdir()
     Image.new("RGB", (40, 30), (200, 10, 10)).save(refs / "authors_logdet_vs_train_size.png")
-    result = build_report(_params(reference_dir="refs"), base, log=lambda _m: None)
+    result = build_report(_params({"reference_dir": "refs"}), base, log=lambda _m: None)
     html = (base / "report/index.html").read_text()
     return SimpleNamespace(base=base, client=client, parent=parent, result=result, html=html,
                            claims=html[html.index('id="claims"'):html.index('id="table1"')])
@@ -84,7 +75,7 @@ def test_reference_figures_are_shipped_beside_the_report(study):
 
 def test_absent_reference_figures_are_said_absent(tmp_path):
     write_study(tmp_path, ("train_size",))
-    build_report(_params(reference_dir="no/such/dir"), tmp_path, log=lambda _m: None)
+    build_report(_params({"reference_dir": "no/such/dir"}), tmp_path, log=lambda _m: None)
     html = (tmp_path / "report/index.html").read_text()
     assert "reference figures were not found in no/such/dir (report.reference_dir)" in html
 

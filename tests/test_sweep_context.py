@@ -17,16 +17,7 @@ from pipeline.sweep.run import run_sweep
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.from_run import load_run
 from tests.sweep_helpers import best, tiny_params, trials
-
-TWO_METHODS = {"g": {"method": [{"divergence": "kl", "alpha": 0.0, "lambda": 1.0},
-                                {"divergence": "mmd", "alpha": 1.0, "lambda": 100.0}]}}
-
-
-@pytest.fixture(autouse=True)
-def _no_ray_left():
-    yield
-    if ray.is_initialized():
-        ray.shutdown()
+from tests.test_sweep import TWO_METHODS, _no_ray_left  # noqa: F401 (an autouse fixture)
 
 
 def test_asha_expected_epochs_known_answers():
