@@ -15,7 +15,8 @@ from pipeline.model import build_decoder, build_encoder
 from pipeline.model.base import apply_init
 from pipeline.model.divergences.mmd import mmd
 from pipeline.model.objective import InfoVAE
-from pipeline.params.load import load_params, parse_params, read_raw
+from pipeline.params.compose import compose
+from pipeline.params.load import load_params
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 from pipeline.train.checkpoint import RunSpec
 from pipeline.train.optim import RMSpropTF1, clip_gradients, decayed_weights, l2_penalty
@@ -168,7 +169,7 @@ def test_rmsprop_tf1_known_updates_and_resume():
 
 
 def test_authors_profile_selects_every_setting():
-    p = parse_params({**read_raw(ROOT / "params.yaml"), "profile": "authors"})
+    p = compose(ROOT, ["profile=authors"])  # conf/profile/authors.yaml over the study
     assert (p.model.std_param, p.model.init, p.objective.scaling) == ("sigmoid", "xavier", "authors")
     assert (p.train.optimizer, p.train.grad_clip, p.train.grad_clip_mode) == ("rmsprop_tf1", 1.0, "value")
     base = load_params(ROOT / "params.yaml")  # and the defaults stay ours
