@@ -56,7 +56,11 @@ class PlanReporter(CLIReporter):
     """CLIReporter with epoch/budget, val_loss, val_nelbo, val_mi, and a plan/ETA line."""
 
     def __init__(self, plan: dict[str, Any], search_keys: list[str], every_s: int = 30):
-        params = {"cell_label": "cell", **{f"suggested/{k}": k.split(".")[-1] for k in search_keys}}
+        # A searched key's value as the trial runs it, read from its resolved spec: present in
+        # every trial, also where the cell fixes the key (then Optuna suggests none, and Tune's
+        # best-trial line would fail on the missing suggestion).
+        params = {"cell_label": "cell",
+                  **{"spec/" + k.replace(".", "/"): k.split(".")[-1] for k in search_keys}}
         super().__init__(metric_columns={"epoch": f"epoch/{plan['epochs']}", **METRICS,
                                          "time_total_s": "time (s)"},
                          parameter_columns=params, total_samples=plan["trials"], max_column_length=52,
