@@ -25,10 +25,10 @@ STAGE = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "stages",
 def _finished(tmp_path) -> set[str]:
     """Trials whose last epoch (3) the driver has processed (Tune's result.json, written by it)."""
     done = set()
-    for f in (tmp_path / "ray").glob("*/run_trial_*/result.json"):
+    for f in (tmp_path / "ray").glob("*/*/result.json"):  # trial directories: the trial id
         lines = f.read_text().splitlines()
         if lines and json.loads(lines[-1]).get("epoch") == 3:
-            done.add(f.parent.name.split("_")[2])
+            done.add(f.parent.name)
     return done
 
 

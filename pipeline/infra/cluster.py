@@ -11,7 +11,7 @@ import signal
 import socket
 from pathlib import Path
 
-from pipeline.infra.env import quiet_defaults
+from pipeline.infra.env import QUIET, quiet_defaults
 from pipeline.infra.errors import PipelineError
 from pipeline.params.study import ClusterParams, SweepParams
 
@@ -52,7 +52,8 @@ def connect(cluster: ClusterParams) -> None:
 
         # Ship this package to the cluster's workers; nodes only need the dependencies.
         ray.init(address=address, include_dashboard=False, log_to_driver=True,
-                 runtime_env={"py_modules": [str(Path(pipeline.__file__).parent)]})
+                 runtime_env={"py_modules": [str(Path(pipeline.__file__).parent)],
+                              "env_vars": {k: os.environ[k] for k in QUIET if k in os.environ}})
     else:
         # Ray 2.60's gRPC servers listen on every interface even for a local instance (and it
         # turns a 127.0.0.1 node address into the machine's own): Ray's token authentication,

@@ -19,6 +19,12 @@ QUIET = {
     # Ray folds worker lines that differ only in their numbers ("[repeated 2x across
     # cluster]"): the evaluation tasks' per-cell metric lines would vanish from the log.
     "RAY_DEDUP_LOGS": "0",
+    # Tune reuses a trial's actor for the next trial only once the old training thread has
+    # ended, waiting this long (Ray's default 2 s): a trial stopped by ASHA ends its epoch and
+    # its system-metrics monitor's last sample first, which on a loaded machine takes longer,
+    # and a failed reset errors the next trial ("Trainable runner reuse requires
+    # reset_config() to be implemented and return True").
+    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
 }
 
 
