@@ -51,6 +51,16 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+def wanted(settings: EvaluateParams, grids: tuple[str, ...] | None = None,
+           metrics: tuple[Metric, ...] = METRICS) -> tuple[Metric, ...]:
+    """The metrics the settings ask of a cell of these sweep grids (None: grids unknown, as for
+    a checkpoint evaluated on its own: evaluate.metric_grids does not apply)."""
+    def here(m: Metric) -> bool:
+        where = settings.metric_grids.get(m.name)
+        return grids is None or where is None or bool(set(where) & set(grids))
+    return tuple(m for m in metrics if m.wanted(settings) and here(m))
+
+
 def describe(trained: Trained, data_dir: str | Path) -> dict[str, Any]:
     """What the checkpoint is, from its own spec."""
     spec = trained.spec
@@ -63,10 +73,11 @@ def describe(trained: Trained, data_dir: str | Path) -> dict[str, Any]:
 
 def evaluate_checkpoint(checkpoint_dir: str | Path, settings: EvaluateParams, data_dir: str | Path,
                         log: Callable[[str], None] | None = None, progress_every_s: float | None = None,
-                        metrics: tuple[Metric, ...] = METRICS) -> dict[str, Any]:
+                        metrics: tuple[Metric, ...] = METRICS,
+                        grids: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Every wanted metric of one checkpoint as a flat dict (one table row), with seconds_<name>
     for each. `log` gets one line per metric; progress_every_s prints log-likelihood progress
-    to stderr at that period."""
+    to stderr at that period; grids: the sweep grids naming the cell (evaluate.metric_grids)."""
     say = log or (lambda _msg: None)
     net, spec = load_trained(checkpoint_dir)  # on the CPU first: the spec may choose the device
     device = choose_device(spec.train.device if settings.device == "checkpoint" else settings.device)
@@ -82,9 +93,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, settings: EvaluateParams, da
                            "device": device.type, "seed": settings.seed, "binarization": test.binarization,
                            **fast.summary()}
     timings: dict[str, float] = {}
-    for metric in metrics:
-        if not metric.wanted(settings):
-            continue
+    for metric in wanted(settings, grids, metrics):
         start = time.perf_counter()
         out = metric.measure(trained, data, settings)
         timings[f"seconds_{metric.name}"] = time.perf_counter() - start

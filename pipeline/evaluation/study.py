@@ -76,14 +76,15 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
             log(f"[{n}/{len(best)}] {entry['label']}: no usable trial ({entry.get('errors')})")
             continue
         verify_checkpoint(base, cell, entry)  # damaged after it was written: named, with the fix
-        key = cache_key(base / entry["checkpoint"] / ckpt.FILENAME, settings, test_digest)
+        grids = tuple(entry.get("grids") or ())
+        key = cache_key(base / entry["checkpoint"] / ckpt.FILENAME, settings, test_digest, grids)
         path = cache / f"{key}.json"
         if path.is_file():
             cached[cell] = json.loads(path.read_text())
             log(f"[{n}/{len(best)}] {entry['label']}: cached")
         else:
             todo.append(Job(cell, f"[{n}/{len(best)}] {entry['label']}", entry["checkpoint"], path,
-                            autoregressive=entry.get("decoder") == "pixelcnn"))
+                            autoregressive=entry.get("decoder") == "pixelcnn", grids=grids))
     fresh = run_jobs(todo, params, settings, base, data_dir, log)
     rows, history = [], []
     client = None

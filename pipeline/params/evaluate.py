@@ -29,6 +29,10 @@ class ClassifierParams(Section):
     train_size: int | None = Field(None, ge=1)  # first n train rows; null: all
 
 
+# The metrics of pipeline.evaluation.evaluate.METRICS, by name (a test keeps the two lists equal).
+METRIC_NAMES = ("nll", "loglik_prior", "loglik_ais", "latent", "semisupervised", "class_mismatch")
+
+
 class EvaluateParams(Section):
     # loglik_rows and batch_size only chunk the work: the estimators draw their noise per
     # (example, block), independent of chunking (pipeline.evaluation.loglik).
@@ -72,6 +76,11 @@ class EvaluateParams(Section):
     ais_chains: int = Field(16, ge=1)
     ais_steps: int = Field(200, ge=1)
     ais_leapfrog: int = Field(10, ge=1)
+    # Where each metric runs: metric name -> the sweep grids whose cells it measures (a metric
+    # not named runs on every cell). The costly ones can run only where a claim reads them,
+    # e.g. {loglik_ais: [table1], class_mismatch: [latent_dim]}.
+    # metric -> grids whose cells it measures (unnamed: every cell), e.g. {loglik_ais: [table1]}
+    metric_grids: dict[str, list[str]] = Field(default_factory=dict)
     # Latent metrics (MMD to the prior, covariance log-det, MI, active units) on this many
     # test encodings (null: all), and on as many train encodings (the first rows of the
     # cell's own training set: log-det on train vs test shows over-fitting, the paper's Fig. 4).
@@ -98,6 +107,9 @@ class EvaluateParams(Section):
             raise ValueError(f"gpus_per_cell must be in [0, 8] or 'auto', got {self.gpus_per_cell}")
         if self.device == "cuda" and self.gpus_per_cell == 0 and self.max_concurrent > 1:
             raise ValueError("device 'cuda' needs gpus_per_cell > 0 (or 'auto') when max_concurrent > 1")
+        unknown = sorted(set(self.metric_grids) - set(METRIC_NAMES))
+        if unknown:
+            raise ValueError(f"metric_grids: unknown metrics {unknown}; the metrics are {list(METRIC_NAMES)}")
         if any(n < 2 for n in self.semisupervised_labels):
             raise ValueError(f"semisupervised_labels must be >= 2, got {self.semisupervised_labels}")
         if max(self.semisupervised_labels) > self.semisupervised_pool:

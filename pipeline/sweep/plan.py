@@ -117,12 +117,19 @@ def _calibrate(spec, eval_rows: int, eval_k: int) -> dict[str, float]:
         clock = time.perf_counter()
         log_lik(x, torch.randn(1, eval_rows, d, device=dev))
         rows_per_s = eval_rows / max(time.perf_counter() - clock, 1e-9)
+    grad_rows = max(1, min(eval_rows, 64))  # AIS's leapfrog: forward and backward, per (x, z) row
+    z = torch.randn(1, grad_rows, d, device=dev, requires_grad=True)
+    log_lik(x, z).sum().backward()
+    clock = time.perf_counter()
+    log_lik(x, z).sum().backward()
+    grad_rows_per_s = grad_rows / max(time.perf_counter() - clock, 1e-9)
     images = 1 if autoregressive else 4
     clock = time.perf_counter()
     model_log_likelihood(model, trainer.val_x[:images], "is", eval_k, seed=0, rows=eval_rows)
     loglik_image = (time.perf_counter() - clock) / images
     return {"setup_s": setup, "step_s": step, "val_image_s": val_image, "save_s": save,
-            "pass16_s": pass16, "decoder_rows_per_s": rows_per_s, "loglik_image_s": loglik_image}
+            "pass16_s": pass16, "decoder_rows_per_s": rows_per_s, "loglik_image_s": loglik_image,
+            "grad_rows_per_s": grad_rows_per_s}
 
 
 def epoch_seconds(spec, cal: dict[str, float], n_train: int, n_val: int) -> float:
@@ -166,13 +173,23 @@ def latent_seconds(params: Params, latent_dim: int, n_test: int) -> float:
     return seconds + time.perf_counter() - clock
 
 
-def eval_seconds(params: Params, spec, cal: dict[str, float], n_test: int) -> float:
+def eval_seconds(params: Params, spec, cal: dict[str, float], n_test: int,
+                 grids: tuple[str, ...] | None = None) -> float:
+    """A cell's evaluation: the metrics evaluate.metric_grids asks of a cell of these grids."""
+    from pipeline.evaluation.evaluate import wanted
+
     ev = params.evaluate
+    names = {m.name for m in wanted(ev, grids)}
     images = min(ev.loglik_test_size or n_test, n_test) + ev.loglik_train_size
-    rows = (ev.loglik_test_size or n_test) * ev.prior_samples if ev.prior_samples else 0
+    rows = (ev.loglik_test_size or n_test) * ev.prior_samples if "loglik_prior" in names else 0
     passes = PIXELS if spec.model.decoder == "pixelcnn" else 1
-    rows += passes * ev.class_mismatch_samples
-    return images * cal["loglik_image_s"] + rows / cal["decoder_rows_per_s"] + cal["latent_s"]
+    rows += passes * ev.class_mismatch_samples if "class_mismatch" in names else 0
+    seconds = images * cal["loglik_image_s"] + rows / cal["decoder_rows_per_s"]
+    if "loglik_ais" in names:  # (chains + 4 pilot chains) x (1 + (steps - 1) x leapfrog) per image
+        ais = min(ev.ais_test_size, n_test)
+        grad_rows = ais * (ev.ais_chains + 4) * (1 + (ev.ais_steps - 1) * ev.ais_leapfrog)
+        seconds += grad_rows / cal["grad_rows_per_s"] + ais * cal["loglik_image_s"]
+    return seconds + (cal["latent_s"] if "latent" in names or "semisupervised" in names else 0.0)
 
 
 def make_plan(params: Params, cells: list[Cell], data_dir: str, slots: int, log=print) -> dict[str, Any]:
@@ -190,33 +207,36 @@ def make_plan(params: Params, cells: list[Cell], data_dir: str, slots: int, log=
         if family(spec) not in cals:
             cals[family(spec)] = _calibrate(spec, params.evaluate.loglik_rows, params.evaluate.loglik_k)
             cals[family(spec)]["latent_s"] = latent_seconds(params, spec.model.latent_dim, meta["test"])
-    expected = (asha_epochs(epochs, sweep.asha.grace_period, sweep.asha.reduction_factor)
+    def expected(epochs: int) -> float:
+        return (asha_epochs(epochs, sweep.asha.grace_period, sweep.asha.reduction_factor)
                 if sweep.scheduler == "asha" and sweep.trials_per_cell > 1 else float(epochs))
     per_epoch, fixed, trials_max, trials_exp, evals = {}, {}, [], [], {}
     for cell in cells:
         spec = specs[cell.id]
         cal = cals[family(spec)]
+        epochs_cell = spec.train.epochs  # a grid may set train.epochs per cell
         n_train = min(spec.train.train_size or meta["train"], meta["train"])
         n_val = min(spec.train.validation_size or meta["validation"], meta["validation"])
-        full = trial_seconds(spec, cal, n_train, n_val, epochs, worker)
+        full = trial_seconds(spec, cal, n_train, n_val, epochs_cell, worker)
         per_epoch[cell.id] = epoch_seconds(spec, cal, n_train, n_val)
         fixed[cell.id] = fixed_seconds(spec, cal, worker)
         trials_max += [full] * sweep.trials_per_cell
         # With ASHA the first trials of a cell run their rungs; one survivor per cell at least.
-        rest = trial_seconds(spec, cal, n_train, n_val, expected, worker)
+        rest = trial_seconds(spec, cal, n_train, n_val, expected(epochs_cell), worker)
         trials_exp += [full] + [rest] * (sweep.trials_per_cell - 1)
-        evals[cell.id] = eval_seconds(params, spec, cal, meta["test"])
+        evals[cell.id] = eval_seconds(params, spec, cal, meta["test"], cell.grids)
     plan = {
         "cells": len(cells), "trials": len(cells) * sweep.trials_per_cell,
         "trials_per_cell": sweep.trials_per_cell, "epochs": epochs,
-        "epochs_total": len(cells) * sweep.trials_per_cell * epochs,
-        "expected_epochs_per_trial": round(expected, 2), "concurrent_trials": slots,
+        "epochs_total": sweep.trials_per_cell * sum(specs[c.id].train.epochs for c in cells),
+        "expected_epochs_per_trial": round(expected(epochs), 2), "concurrent_trials": slots,
         "sweep_s": round(schedule(trials_exp, slots), 1),
         "sweep_max_s": round(schedule(trials_max, slots), 1),
         "evaluate_s": round(schedule(list(evals.values()), params.evaluate.max_concurrent), 1),
         "evaluate_s_by_cell": evals,
         "calibration_s": round(time.perf_counter() - clock, 2), "families": cals,
         "worker_start_s": round(worker, 2), "epoch_s_by_cell": per_epoch, "fixed_s_by_cell": fixed,
+        "epochs_by_cell": {c.id: specs[c.id].train.epochs for c in cells},
         "created": time.time(),
     }
     plan["total_s"] = round(plan["sweep_s"] + plan["evaluate_s"], 1)

@@ -40,14 +40,16 @@ def time_left(trials: list, plan: dict[str, Any]) -> tuple[float | None, float]:
     for t in trials:
         cell = t.config.get("cell")
         epoch_s, fixed_s = per_epoch.get(cell, mean_epoch), fixed.get(cell, mean_fixed)
+        budget = plan.get("epochs_by_cell", {}).get(cell, epochs)  # a grid may set train.epochs
         last = t.last_result or {}
         done = int(last.get("epoch", 0))
         if done:
             planned_done += fixed_s + done * epoch_s
             measured += float(last.get("time_total_s", 0.0))
         if t.status not in ("TERMINATED", "ERROR"):
-            remaining.append((epochs - done) * epoch_s + (0.0 if done else fixed_s))
-    remaining += [mean_fixed + epochs * mean_epoch] * max(0, plan["trials"] - len(trials))
+            remaining.append((budget - done) * epoch_s + (0.0 if done else fixed_s))
+    mean_budget = plan.get("epochs_total", epochs * plan["trials"]) / max(1, plan["trials"])
+    remaining += [mean_fixed + mean_budget * mean_epoch] * max(0, plan["trials"] - len(trials))
     ratio = measured / planned_done if planned_done > 0 and measured > 0 else 1.0
     return schedule([r * ratio for r in remaining], plan["concurrent_trials"]), ratio
 
