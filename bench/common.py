@@ -52,11 +52,13 @@ def prepared_mnist(directory: str | Path) -> Path:
     return directory / "data"
 
 
-def study_copy(dest: str | Path, profile: str | None = "smoke") -> Path:
-    """A scratch copy of this repository with `profile` composed (pipeline.infra.workspace)."""
+def study_copy(dest: str | Path, profile: str | None = "smoke", overrides: list[str] | None = None) -> Path:
+    """A scratch copy of this repository with `profile` and `overrides` composed
+    (pipeline.infra.workspace)."""
     from pipeline.infra.workspace import study_copy as copy
 
-    return copy(ROOT, dest, need_mnist(), [f"profile={profile}"] if profile else None)
+    given = ([f"profile={profile}"] if profile else []) + list(overrides or [])
+    return copy(ROOT, dest, need_mnist(), given or None)
 
 
 def run_timed(fn: Callable[[], object]) -> tuple[float, float]:

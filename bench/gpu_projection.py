@@ -22,21 +22,35 @@ MNIST_TRAIN_POOL, MNIST_TEST = 60000, 10000
 
 
 def read_params(path: str | Path, profile: str | None = None) -> dict[str, Any]:
-    """params.yaml (the resolved base study) as a plain mapping, with conf/profile/PROFILE.yaml
-    merged over it key by key, as the Hydra composition of conf/ does (mappings merge, the
-    rest replaces) -- without Hydra, which a bare GPU machine lacks."""
+    """params.yaml (the default study, as composed) as a plain mapping; or, for a profile, the
+    composition of conf/ that Hydra would make -- conf/defaults.yaml, conf/config.yaml, then
+    conf/profile/PROFILE.yaml after the profiles its own `defaults` list names -- merged key by
+    key (mappings merge, the rest replaces), without Hydra, which a bare GPU machine lacks."""
     try:
         import yaml
     except ImportError:
         raise SystemExit("bench_gpu reads params.yaml with PyYAML: pip install pyyaml (on a machine "
                          "without a registry, carry its wheel)") from None
-    raw = yaml.safe_load(Path(path).read_text())
-    if profile:
-        conf = Path(path).resolve().parent / "conf" / "profile"
-        if not (conf / f"{profile}.yaml").is_file():
-            known = sorted(p.stem for p in conf.glob("*.yaml"))
-            raise SystemExit(f"no profile {profile!r} in {conf} (profiles: {known})")
-        raw = _merge(raw, yaml.safe_load((conf / f"{profile}.yaml").read_text()))
+    if not profile:
+        return yaml.safe_load(Path(path).read_text())
+    conf = Path(path).resolve().parent / "conf"
+
+    def layer(file: Path) -> dict[str, Any]:
+        data = yaml.safe_load(file.read_text()) or {}
+        data.pop("defaults", None)
+        return data
+
+    def chain(name: str) -> list[Path]:
+        file = conf / "profile" / f"{name}.yaml"
+        if not file.is_file():
+            known = sorted(p.stem for p in (conf / "profile").glob("*.yaml"))
+            raise SystemExit(f"no profile {name!r} in {conf / 'profile'} (profiles: {known})")
+        first = [n for n in (yaml.safe_load(file.read_text()) or {}).get("defaults", []) if n != "_self_"]
+        return [f for n in first for f in chain(n)] + [file]
+
+    raw: dict[str, Any] = {}
+    for file in [conf / "defaults.yaml", conf / "config.yaml", *chain(profile)]:
+        raw = _merge(raw, layer(file))
     return raw
 
 
@@ -70,6 +84,8 @@ def cells(raw: dict) -> list[CellWork]:
     """Every distinct cell of sweep.grids with its work."""
     combos: list[tuple[str, dict[str, Any]]] = []
     for grid, axes in raw["sweep"]["grids"].items():
+        if axes is None:  # a profile dropped this grid
+            continue
         lists = [[{AXIS_KEYS.get(k, k): x for k, x in v.items()} if isinstance(v, dict)
                   else {AXIS_KEYS.get(axis, axis): v} for v in values] for axis, values in axes.items()]
         for combo in itertools.product(*lists):
@@ -91,9 +107,21 @@ def cells(raw: dict) -> list[CellWork]:
         n_val = value("train.validation_size") or raw["data"]["validation_size"]
         n_test = ev["loglik_test_size"] or MNIST_TEST
         passes = ev["loglik_k"] * (n_test + ev["loglik_train_size"])
+        if ev.get("ais_test_size") and _here(ev, "loglik_ais", grids):
+            # AIS: (chains + 4 pilot) x (1 + (steps - 1) x leapfrog) gradient passes per image,
+            # each counted as 3 forward passes (a backward pass costs about two), plus its IS.
+            per_image = (ev["ais_chains"] + 4) * (1 + (ev["ais_steps"] - 1) * ev["ais_leapfrog"])
+            passes += ev["ais_test_size"] * (3 * per_image + ev["loglik_k"])
+        samples = ev["class_mismatch_samples"] if _here(ev, "class_mismatch", grids) else 0
         out.append(CellWork(value("model.decoder"), tuple(grids), n_train, n_val, value("train.epochs"),
-                            raw["sweep"]["trials_per_cell"], passes, ev["class_mismatch_samples"]))
+                            raw["sweep"]["trials_per_cell"], passes, samples))
     return out
+
+
+def _here(ev: dict, metric: str, grids: list[str]) -> bool:
+    """evaluate.metric_grids: a metric named there runs only on cells of its grids."""
+    where = (ev.get("metric_grids") or {}).get(metric)
+    return where is None or bool(set(where) & set(grids))
 
 
 def project(work: list[CellWork], train_rate: dict[str, float], pass_rate: dict[str, float],

@@ -28,7 +28,21 @@ BLOCKER = textwrap.dedent(f"""
 """)
 
 
-@pytest.mark.parametrize("profile", [None, "smoke"])
+def test_projection_counts_ais_and_metric_grids_as_the_laptop_study_sets_them():
+    raw = read_params(ROOT / "params.yaml")
+    ev = raw["evaluate"]
+    assert ev["metric_grids"]["loglik_ais"] == ["table1"] and ev["ais_test_size"] > 0
+    work = cells(raw)
+    is_only = ev["loglik_k"] * ((ev["loglik_test_size"] or 10000) + ev["loglik_train_size"])
+    ais = ev["ais_test_size"] * (3 * (ev["ais_chains"] + 4) * (1 + (ev["ais_steps"] - 1) * ev["ais_leapfrog"])
+                                 + ev["loglik_k"])
+    assert {c.is_passes for c in work if "table1" in c.grids} == {is_only + ais}
+    assert {c.is_passes for c in work if "table1" not in c.grids} == {is_only}
+    assert {c.samples > 0 for c in work} == {True, False}
+    assert all((c.samples > 0) == ("latent_dim" in c.grids) for c in work)
+
+
+@pytest.mark.parametrize("profile", [None, "smoke", "ablation"])
 def test_projection_counts_the_cells_the_sweep_expands(profile):
     raw = read_params(ROOT / "params.yaml", profile)
     params = compose(ROOT, [f"profile={profile}"] if profile else [])
@@ -40,8 +54,9 @@ def test_projection_counts_the_cells_the_sweep_expands(profile):
 
 
 def test_projection_known_answer_at_unit_rates():
-    """At 1 image (pass, sample) per second the projected seconds are the work itself."""
-    raw = read_params(ROOT / "params.yaml")
+    """At 1 image (pass, sample) per second the projected seconds are the work itself (the
+    paper profile: one budget, every metric on every cell, no AIS)."""
+    raw = read_params(ROOT / "params.yaml", "paper")
     work = cells(raw)
     one = {"mlp": 1.0, "conv": 1.0, "pixelcnn": 1.0}
     t = project(work, one, one, one)

@@ -61,6 +61,23 @@ def test_c1_within_two_standard_errors_or_a_failed_cell_is_inconclusive():
     assert judge(table1(PAPER)[:3], "c1").verdict == INC  # Adversarial-VAE not in the sweep
 
 
+def test_c1_uses_the_tighter_of_is_and_the_ais_corrected_is():
+    """IS over-states MMD-VAE's NLL by 3 nats (paired AIS - IS = -3 +- 0.2): judged on IS alone
+    ELBO is best (not reproduced); with the correction MMD-VAE is lowest. An AIS that is looser
+    than IS (ELBO's +1) leaves IS as measured."""
+    nll = {**PAPER, "MMD-VAE": 83.76}
+    assert judge(table1(nll), "c1").verdict == NOT
+    rows = table1(nll)
+    ais = {"ELBO": 1.0, "MMD-VAE": -3.0, "Stein-VAE": 0.0, "Adversarial-VAE": 0.5}
+    for r in rows:
+        r.update(test_ais_minus_is=ais[r["method"]], test_ais_minus_is_stderr=0.2)
+    c = judge(rows, "c1")
+    assert c.verdict == R
+    mmd_vs_elbo = next(ch for ch in c.checks if ch.what == "NLL(MMD-VAE) < NLL(ELBO)")
+    assert mmd_vs_elbo.margin == pytest.approx(82.75 - 80.76)  # ELBO's IS kept, MMD-VAE's corrected
+    assert mmd_vs_elbo.stderr == pytest.approx(math.sqrt(0.1**2 + 0.1**2 + 0.2**2))
+
+
 def test_c1_needs_the_flexible_decoder():
     rows = [{**r, "decoder": "mlp"} for r in table1(PAPER)]
     c = judge(rows, "c1")

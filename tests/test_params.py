@@ -126,4 +126,4 @@ def test_dvc_exp_run_composes_the_profile_that_dvc_exp_show_shows(tmp_path):
     walk(json.loads(shown.stdout))
     base = load_params(ROOT / "params.yaml")
     seen = {(p.get("profile"), p["train"]["epochs"], p["model"]["latent_dim"]) for p in found}
-    assert ("smoke", 2, 5) in seen and (None, base.train.epochs, base.model.latent_dim) in seen
+    assert ("smoke", 2, 5) in seen and (base.profile, base.train.epochs, base.model.latent_dim) in seen

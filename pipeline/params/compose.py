@@ -120,8 +120,7 @@ def write_params(root: str | Path = ".", overrides: list[str] | None = None,
     replace is still an error), then replace `out` (default root/params.yaml) atomically."""
     root = Path(root)
     overrides = list(overrides or [])
-    if overrides:
-        compose(root, [])
+    compose(root, [f"~{PROFILE_GROUP}"])  # the base study without a profile (conf/config.yaml)
     target = Path(out) if out else root / "params.yaml"
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".params-", suffix=".yaml")
     os.close(fd)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.params.base import Section
 
@@ -48,7 +48,8 @@ class SweepParams(Section):
     # sets several keys at once (a "method": divergence with its alpha and lambda).
     # No default grid: a study declares its own (a default would be merged into every study's
     # grids by the composition of conf/, since mappings merge key by key).
-    # grid name -> axis -> values (see conf/config.yaml)
+    # A profile drops a grid of the base study by setting it to null (profile/ablation.yaml).
+    # grid name -> axis -> values (see conf/config.yaml); a null grid is dropped
     grids: dict[str, dict[str, list[Any]]] = {}
     trials_per_cell: int = Field(1, ge=1)  # Optuna (TPE) trials in every grid cell
     search: dict[str, SearchDim] = {}  # dotted params key -> distribution
@@ -71,6 +72,11 @@ class SweepParams(Section):
     # Free space needed before a sweep starts = this x the estimated checkpoints and Ray state
     # (pipeline.sweep.space); 0 skips the check.
     disk_margin: float = Field(1.5, ge=0.0)
+
+    @field_validator("grids", mode="before")
+    @classmethod
+    def _drop_null_grids(cls, grids: Any) -> Any:
+        return {k: v for k, v in grids.items() if v is not None} if isinstance(grids, dict) else grids
 
     @model_validator(mode="after")
     def _check(self) -> SweepParams:

@@ -50,7 +50,10 @@ def _se(v: float | None) -> str:
     return "unknown" if v is None or not math.isfinite(v) else f"{v:.2g}"
 
 
-def claims_section(claims: list[Claim], section_titles: dict[str, str]) -> Section:
+def claims_section(claims: list[Claim], section_titles: dict[str, str],
+                   ablated: dict[str, str] | None = None) -> Section:
+    """ablated: claim id -> the ablation's sentence (pipeline.report.ablation), beside the verdict."""
+    ablated = ablated or {}
     section = Section("claims", "Claims of the paper: verdicts")
     section.blocks.append(Text(
         "Each claim is a set of checks, inequalities between cells of the study with a margin (positive "
@@ -67,9 +70,10 @@ def claims_section(claims: list[Claim], section_titles: dict[str, str]) -> Secti
         rows.append([f"{c.spec.id.upper()} ({c.spec.source})", c.spec.statement,
                      f"{_num(c.statistic)} {c.spec.unit}" if c.statistic is not None else "not measured",
                      _se(c.stderr), "—" if d is None else d.what, c.spec.rule, c.verdict.upper(),
+                     ablated.get(c.spec.id, "not in an ablation grid (profile ablation)"),
                      Link(title, f"#{c.spec.anchor}")])
     section.blocks.append(Table(["Claim", "The paper", "Statistic", "± s.e.", "Deciding check", "Rule",
-                                 "Verdict", "Figure"], rows,
+                                 "Verdict", "Why: the ablation", "Figure"], rows,
                                 "Verdicts computed from results/eval/metrics.parquet; also in "
                                 "results/metrics/claims.json (DVC metrics claims.c1.verdict, ...) and on "
                                 "the sweep's MLflow run (tags claims.c1.verdict, metrics "

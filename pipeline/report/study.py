@@ -13,6 +13,7 @@ from pipeline.infra import atomic, tracking
 from pipeline.params.load import Params
 from pipeline.params.report import ReportParams
 from pipeline.params.stages import stage_params
+from pipeline.report import ablation
 from pipeline.report.claims import Claim, dvc_metrics, evaluate_claims, mlflow_payload
 from pipeline.report.claims_section import claims_section
 from pipeline.report.data import ReportError, StudyInputs, load_inputs
@@ -52,9 +53,13 @@ def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str, claims: l
                 information_section(inputs, cfg), alpha_lambda_section(inputs, cfg), samples_section(inputs),
                 reference_section(inputs.base, cfg.reference_dir), trials_section(inputs),
                 timing_section(inputs)]
+    ablated = ablation.verdicts(inputs.metrics, inputs.best)
+    if ablated:
+        sections.insert(0, ablation.ablation_section(ablated))
     titles = {s.id: s.title for s in sections}
     title = f"{cfg.title} (PARTIAL: {'; '.join(partial)})" if partial else cfg.title
-    return Report(title, header(inputs, tracking_uri), [claims_section(claims, titles), *sections])
+    return Report(title, header(inputs, tracking_uri),
+                  [claims_section(claims, titles, ablation.sentences(ablated)), *sections])
 
 
 def mlflow_ui(tracking_uri: str, cfg: ReportParams) -> str:

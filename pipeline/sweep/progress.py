@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from typing import Any
 
 from ray.tune import CLIReporter
@@ -48,8 +49,16 @@ def time_left(trials: list, plan: dict[str, Any]) -> tuple[float | None, float]:
             measured += float(last.get("time_total_s", 0.0))
         if t.status not in ("TERMINATED", "ERROR"):
             remaining.append((budget - done) * epoch_s + (0.0 if done else fixed_s))
-    mean_budget = plan.get("epochs_total", epochs * plan["trials"]) / max(1, plan["trials"])
-    remaining += [mean_fixed + mean_budget * mean_epoch] * max(0, plan["trials"] - len(trials))
+    # Trials Tune has not created yet: each cell's planned trials less those seen, at that cell's
+    # budget and epoch time (cells' budgets differ: a grid may set train.epochs).
+    seen = Counter(t.config.get("cell") for t in trials)
+    per_cell = plan.get("trials_per_cell", 1)
+    budgets = plan.get("epochs_by_cell", {})
+    for cell, epoch_s in per_epoch.items():
+        for _ in range(max(0, per_cell - seen.get(cell, 0))):
+            remaining.append(fixed.get(cell, mean_fixed) + budgets.get(cell, epochs) * epoch_s)
+    unplanned = plan["trials"] - len(trials) - sum(max(0, per_cell - seen.get(c, 0)) for c in per_epoch)
+    remaining += [mean_fixed + epochs * mean_epoch] * max(0, unplanned)
     ratio = measured / planned_done if planned_done > 0 and measured > 0 else 1.0
     return schedule([r * ratio for r in remaining], plan["concurrent_trials"]), ratio
 

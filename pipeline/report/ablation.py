@@ -1,0 +1,141 @@
+"""The ablation: which of the authors' settings, or which change of scale, makes a claim appear
+or vanish (issue 12; conf/profile/ablation.yaml).
+
+The ablation cells are those of the grids named `ablation*`. Within one decoder, every cell
+differs from our settings in the keys it overrides; a key's baseline is its most common value
+among that decoder's ablation cells (ours: each variant changes one setting, or all of the
+authors' at once), so a cell's *variant* is the set of keys where it leaves the baseline, and
+"ours" where it leaves none. Method keys (divergence, alpha, lambda) and where a cell sits
+(decoder, latent dim, training-set size) are not settings.
+
+Each variant is judged by the claims' own rules (pipeline.report.claims): its ELBO and MMD-VAE
+cells are placed in the grid a claim reads (table1 and information_preference for the PixelCNN
+cells, latent_dim for the MLP ones) and the claim's checks are formed as for the study; the
+checks that need a method the ablation does not train (Stein, adversarial, Unregularized) are
+missing and left out, so a variant's verdict is that of the checks it can form:
+    PixelCNN: C1's NLL(MMD-VAE) < NLL(ELBO); C3 whole;
+    MLP, d = 10: C4's MMD of MMD-VAE < ELBO's; C5 whole at d = 10; C6's MMD-VAE < ELBO.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+from pipeline.report import rules
+from pipeline.report.claim_checks import ELBO, EVALUATED, MMD, Context
+from pipeline.report.claims import SPECS
+from pipeline.report.rules import Check
+
+PREFIX = "ablation"
+NOT_SETTINGS = {"objective.divergence", "objective.alpha", "objective.lambda", "model.decoder",
+                "model.latent_dim", "train.train_size"}
+OURS = "ours"
+# decoder -> (the grids its variants are judged in, the claims it speaks to)
+JUDGED = {"pixelcnn": ("table1,information_preference", ("c1", "c3")),
+          "mlp": ("latent_dim", ("c4", "c5", "c6"))}
+
+
+def _grids(row: dict[str, Any]) -> list[str]:
+    return [g for g in str(row.get("grids") or "").split(",") if g]
+
+
+def variants(metrics: pd.DataFrame, best: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(decoder, variant label) -> the ablation rows of that variant (ELBO, MMD-VAE); best: the
+    sweep's best.json, whose entries hold each cell's resolved overrides."""
+    if "grids" not in metrics.columns:
+        return {}
+    rows = [r.to_dict() for _, r in metrics.iterrows()
+            if any(g.startswith(PREFIX) for g in _grids(r.to_dict()))]
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for decoder in sorted({str(r.get("decoder")) for r in rows}):
+        mine = [r for r in rows if str(r.get("decoder")) == decoder]
+        settings = [{k: v for k, v in ((best.get(r.get("cell")) or {}).get("overrides") or {}).items()
+                     if k not in NOT_SETTINGS} for r in mine]
+        keys = sorted({k for s in settings for k in s})
+        base = {k: Counter(json.dumps(s.get(k)) for s in settings).most_common(1)[0][0] for k in keys}
+        for r, s in zip(mine, settings):
+            changed = [f"{k}={s.get(k)}" for k in keys if json.dumps(s.get(k)) != base[k]]
+            out.setdefault((decoder, ", ".join(changed) or OURS), []).append(r)
+    return out
+
+
+def judge(rows: list[dict[str, Any]], decoder: str) -> dict[str, list[Check]]:
+    """claim id -> the checks this variant's cells can form (missing ones left out)."""
+    grids, claims = JUDGED.get(decoder, ("", ()))
+    placed = [{**r, "grids": grids} for r in rows if r.get("status") == EVALUATED]
+    if not placed:
+        return {}
+    frame = pd.DataFrame(placed)
+    out = {}
+    for spec in SPECS:
+        if spec.id in claims:
+            checks = [c for c in spec.judge(frame.to_dict("records"), _context(rows))
+                      if c.outcome != rules.MISSING and _pair_only(c.what)]
+            out[spec.id] = checks
+    return out
+
+
+def _context(rows: list[dict[str, Any]]) -> Context:
+    reps = next((r.get("ss_repeats") for r in rows if r.get("ss_repeats")), None)
+    return Context(int(reps) if reps else None)
+
+
+def _pair_only(what: str) -> bool:
+    """A check between ELBO and MMD-VAE only (the ablation trains no other method)."""
+    others = ("Stein-VAE", "Adversarial-VAE", "Unregularized")
+    return not any(o in what for o in others) and (ELBO in what or MMD in what)
+
+
+def verdicts(metrics: pd.DataFrame, best: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per (claim, decoder, variant): verdict, deciding margin and its s.e., checks."""
+    out = []
+    for (decoder, label), rows in variants(metrics, best).items():
+        for claim, checks in judge(rows, decoder).items():
+            if not checks:
+                continue
+            weakest = rules.weakest(checks)
+            out.append({"claim": claim, "decoder": decoder, "variant": label, "verdict": rules.verdict(checks),
+                        "margin": weakest.margin, "stderr": weakest.stderr, "checks": checks})
+    return sorted(out, key=lambda e: (e["claim"], e["variant"] != OURS, e["variant"]))
+
+
+def _num(e: dict[str, Any]) -> str:
+    se = "" if e["stderr"] is None else f" ± {e['stderr']:.2g}"
+    return f"{e['margin']:+.3g}{se}"
+
+
+def sentences(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """claim id -> one sentence: the verdict under our settings and under each variant, with the
+    deciding margin (positive supports the claim)."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        by.setdefault(e["claim"], []).append(e)
+    out = {}
+    for claim, es in by.items():
+        ours = next((e for e in es if e["variant"] == OURS), None)
+        groups: dict[str, list[str]] = {}
+        for e in es:
+            if e["variant"] != OURS:
+                groups.setdefault(e["verdict"], []).append(f"{e['variant']} ({_num(e)})")
+        head = (f"Ablation ({es[0]['decoder']}, ELBO vs MMD-VAE): {ours['verdict']} with our settings "
+                f"({_num(ours)})" if ours else f"Ablation ({es[0]['decoder']}): our settings' cells missing")
+        parts = [f"{verdict} with {'; '.join(names)}" for verdict, names in sorted(groups.items())]
+        out[claim] = head + ("; " + "; ".join(parts) if parts else "") + "."
+    return out
+
+
+def ablation_section(entries: list[dict[str, Any]]):
+    """The report section: one row per (claim, variant) with its checks."""
+    from pipeline.report.doc import Section, Table, Text
+
+    section = Section("ablation", "Ablation: the authors' settings and scale")
+    section.blocks.append(Text(__doc__.split("\n\n", 1)[1].replace("\n", " ")))
+    rows = [[e["claim"].upper(), e["decoder"], e["variant"], e["verdict"].upper(), _num(e),
+             "; ".join(f"{c.what}: {c.margin:+.3g} ({c.outcome})" for c in e["checks"])] for e in entries]
+    section.blocks.append(Table(["Claim", "Decoder", "Variant", "Verdict", "Deciding margin ± s.e.", "Checks"],
+                                rows, "Margins in the claim's unit; positive supports the claim."))
+    return section

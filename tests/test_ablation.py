@@ -1,0 +1,76 @@
+"""The ablation's variants and verdicts (pipeline.report.ablation) on a synthetic table, and
+the ablation profile's grid (conf/profile/ablation.yaml)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.params.compose import compose
+from pipeline.report import ablation, rules
+from pipeline.sweep.grid import expand
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 2000
+
+
+def _cell(name, method, scaling, mi, grids="ablation_pixelcnn"):
+    over = {"objective.divergence": "kl" if method == "ELBO" else "mmd", "model.decoder": "pixelcnn",
+            "objective.scaling": scaling, "model.std_param": "softplus"}
+    row = {"cell": name, "cell_label": name, "grids": grids, "method": method, "status": "EVALUATED",
+           "decoder": "pixelcnn", "latent_dim": 10, "mi": mi, "latent_n": N, "test_nll": 90.0,
+           "test_nll_stderr": 0.5}
+    return row, {"overrides": over}
+
+
+def _table(cells):
+    rows, best = [], {}
+    for c in cells:
+        row, entry = _cell(*c)
+        rows.append(row)
+        best[row["cell"]] = entry
+    return pd.DataFrame(rows), best
+
+
+def test_variants_are_named_by_the_settings_they_change_and_judged_by_the_claims_rules():
+    log_n = math.log(N)
+    metrics, best = _table([
+        ("a", "ELBO", "per_image", 3.0), ("b", "MMD-VAE", "per_image", log_n - 0.1),      # ours
+        ("c", "ELBO", "per_image", 3.0, "ablation_pixelcnn,table1"),                    # (the same)
+        ("d", "ELBO", "authors", 0.01), ("e", "MMD-VAE", "authors", log_n - 0.1),         # scaling
+    ])
+    metrics = metrics[metrics["cell"] != "c"]
+    found = ablation.variants(metrics, best)
+    assert set(found) == {("pixelcnn", "ours"), ("pixelcnn", "objective.scaling=authors")}
+    entries = ablation.verdicts(metrics, best)
+    c3 = {e["variant"]: e for e in entries if e["claim"] == "c3"}
+    assert c3["ours"]["verdict"] == rules.NOT_REPRODUCED  # ELBO keeps 3 nats: fails
+    assert c3["objective.scaling=authors"]["verdict"] == rules.REPRODUCED
+    assert c3["ours"]["margin"] == __import__("pytest").approx(math.log(2) - 3.0)
+    c1 = {e["variant"]: e for e in entries if e["claim"] == "c1"}
+    assert [c.what for c in c1["ours"]["checks"]] == ["NLL(MMD-VAE) < NLL(ELBO)"]  # the pair only
+    said = ablation.sentences(entries)["c3"]
+    assert said.startswith("Ablation (pixelcnn, ELBO vs MMD-VAE): not reproduced with our settings (-2.31")
+    assert "reproduced with objective.scaling=authors (+" in said
+
+
+def test_no_ablation_grid_no_ablation():
+    metrics, best = _table([("a", "ELBO", "per_image", 3.0, "table1")])
+    assert ablation.verdicts(metrics, best) == [] and ablation.sentences([]) == {}
+
+
+def test_the_ablation_profile_adds_its_cells_to_the_laptop_study_sharing_ours():
+    laptop = {c.id for c in expand(compose(ROOT, []))}
+    cells = expand(compose(ROOT, ["profile=ablation"]))
+    assert laptop <= {c.id for c in cells}  # the laptop study, whole
+    ours = [c for c in cells if "ablation_pixelcnn" in c.grids and "table1" in c.grids]
+    assert sorted(c.method for c in ours) == ["ELBO", "MMD-VAE"]  # Table 1's cells are ours
+    scaled = [c for c in cells if "ablation_pixelcnn_scaling" in c.grids and c.method == "MMD-VAE"]
+    assert {c.overrides["objective.lambda"] for c in scaled} == {1.0}  # the authors' lambda
+
+
+def test_a_profile_drops_a_grid_by_setting_it_to_null():
+    p = compose(ROOT, ["profile=smoke", "sweep.grids.table1=null"])
+    assert "table1" not in p.sweep.grids and "latent_dim" in p.sweep.grids
