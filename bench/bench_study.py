@@ -31,8 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import re
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -227,7 +227,8 @@ def bench(profile: str, overrides: list[str], keep: Path | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", action="append", help="laptop, smoke, ... (repeatable; default: laptop then smoke)")
+    ap.add_argument("--profile", action="append",
+                    help="laptop, smoke, ... (repeatable; default: laptop then smoke)")
     ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a params override for every study run (DVC/Hydra syntax)")
     ap.add_argument("--keep", type=Path, help="copy the finished study here (one profile only)")

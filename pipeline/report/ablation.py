@@ -98,8 +98,9 @@ def verdicts(metrics: pd.DataFrame, best: dict[str, Any]) -> list[dict[str, Any]
             if not checks:
                 continue
             weakest = rules.weakest(checks)
-            out.append({"claim": claim, "decoder": decoder, "variant": label, "verdict": rules.verdict(checks),
-                        "margin": weakest.margin, "stderr": weakest.stderr, "checks": checks})
+            out.append({"claim": claim, "decoder": decoder, "variant": label,
+                        "verdict": rules.verdict(checks), "margin": weakest.margin,
+                        "stderr": weakest.stderr, "checks": checks})
     return sorted(out, key=lambda e: (e["claim"], e["variant"] != OURS, e["variant"]))
 
 
@@ -136,6 +137,6 @@ def ablation_section(entries: list[dict[str, Any]]):
     section.blocks.append(Text(__doc__.split("\n\n", 1)[1].replace("\n", " ")))
     rows = [[e["claim"].upper(), e["decoder"], e["variant"], e["verdict"].upper(), _num(e),
              "; ".join(f"{c.what}: {c.margin:+.3g} ({c.outcome})" for c in e["checks"])] for e in entries]
-    section.blocks.append(Table(["Claim", "Decoder", "Variant", "Verdict", "Deciding margin ± s.e.", "Checks"],
-                                rows, "Margins in the claim's unit; positive supports the claim."))
+    header = ["Claim", "Decoder", "Variant", "Verdict", "Deciding margin ± s.e.", "Checks"]
+    section.blocks.append(Table(header, rows, "Margins in the claim's unit; positive supports the claim."))
     return section
