@@ -15,7 +15,7 @@ TINY_MODEL = {"model.hidden": [32], "model.latent_dim": 2, "model.pixelcnn_layer
               "model.pixelcnn_maps": 4, "model.pixelcnn_cond_maps": 2,
               "objective.adversarial.hidden": [16]}
 TINY_TRAIN = {"train.epochs": 2, "train.train_size": 300, "train.validation_size": 100,
-              "train.diagnostics_size": 100, "train.batch_size": 50}
+              "train.diagnostics_size": 100, "train.batch_size": 50, "train.checkpoint_every": 1}
 
 
 def tiny_params(tmp: Path, data_dir: Path, grids: dict, **sweep: Any):

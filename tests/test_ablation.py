@@ -74,3 +74,21 @@ def test_the_ablation_profile_adds_its_cells_to_the_laptop_study_sharing_ours():
 def test_a_profile_drops_a_grid_by_setting_it_to_null():
     p = compose(ROOT, ["profile=smoke", "sweep.grids.table1=null"])
     assert "table1" not in p.sweep.grids and "latent_dim" in p.sweep.grids
+
+
+def test_a_cells_first_trial_runs_the_base_values_of_the_searched_keys(tmp_path):
+    """sweep.first_trial_at_base: a one-trial cell trains at the study's lr, not a random draw;
+    a cell that fixes the key itself keeps its own value; off, the first trial is random."""
+    from pipeline.params.load import with_overrides
+    from pipeline.sweep.search import CellSearcher
+
+    params = with_overrides(compose(ROOT, ["profile=smoke"]), {"sweep.trials_per_cell": 2})
+    cells = expand(params)[:3]
+    searcher = CellSearcher(params, cells, str(tmp_path), "val_loss")
+    first = [searcher.suggest(f"t{i}")["suggested"] for i in range(3)]
+    assert all(s == {"train.lr": params.train.lr} for s in first)
+    second = searcher.suggest("t3")["suggested"]["train.lr"]
+    assert second != params.train.lr and 1e-4 <= second <= 3e-3
+    off = CellSearcher(with_overrides(params, {"sweep.first_trial_at_base": False}), cells, str(tmp_path),
+                       "val_loss")
+    assert off.suggest("t0")["suggested"]["train.lr"] != params.train.lr

@@ -54,6 +54,9 @@ class SweepParams(Section):
     trials_per_cell: int = Field(1, ge=1)  # Optuna (TPE) trials in every grid cell
     search: dict[str, SearchDim] = {}  # dotted params key -> distribution
     startup_trials: int = Field(2, ge=1)  # random trials per cell before TPE models the rest
+    # The first trial of every cell runs the searched keys at the cell's own values (the study's
+    # settings), then TPE explores: a one-trial cell is then a fair comparison, not a random draw.
+    first_trial_at_base: bool = True  # the first trial of every cell runs the searched keys' base values
     seed: int = Field(0, ge=0)
     metric: str = "val_loss"  # selects the best trial per cell; ASHA compares within a cell
     scheduler: Literal["asha", "none"] = "asha"  # asha | none

@@ -45,7 +45,8 @@ def fingerprint(params: Params, cells: list[Cell], data_dir: str | Path) -> str:
     sweep = params.sweep
     search = {"search": {k: v.model_dump() for k, v in sorted(sweep.search.items())},
               "trials_per_cell": sweep.trials_per_cell, "startup_trials": sweep.startup_trials,
-              "seed": sweep.seed, "metric": sweep.metric, "scheduler": sweep.scheduler}
+              "seed": sweep.seed, "metric": sweep.metric, "scheduler": sweep.scheduler,
+              "first_trial_at_base": sweep.first_trial_at_base}
     if sweep.scheduler == "asha":
         search["asha"] = sweep.asha.model_dump()
     blob = json.dumps({"cells": sorted(c.id for c in cells), **search, "data": content_digest(data_dir)},

@@ -42,6 +42,25 @@ def cell_seed(seed: int, cell: Cell) -> int:
     return (seed + int(cell.id.removeprefix("cell-"), 16)) % (2**31)
 
 
+def base_point(params: Params, cell: Cell, search: dict[str, SearchDim]) -> dict[str, Any]:
+    """The searched keys at the cell's own values (its resolved params), where a value lies in
+    its distribution: the point a cell's first trial runs (sweep.first_trial_at_base), so that
+    a cell of one trial runs the study's settings rather than a random draw, and every cell's
+    search starts from the same, comparable point."""
+    from pipeline.sweep.grid import _get
+
+    resolved = resolve(params, cell, {})
+    out = {}
+    for key, dim in search.items():
+        if key in cell.overrides:
+            continue
+        value = _get(resolved, key)
+        inside = value in dim.choices if dim.type == "categorical" else dim.low <= value <= dim.high
+        if inside:
+            out[key] = value
+    return out
+
+
 class CellSearcher(Searcher):
     def __init__(self, params: Params, cells: list[Cell], data_dir: str, metric: str, mode: str = "min",
                  audit_dir: str | None = None):
@@ -59,6 +78,11 @@ class CellSearcher(Searcher):
                                                    n_startup_trials=sweep.startup_trials))
             for c in cells
         }
+        if sweep.first_trial_at_base:
+            for c in cells:
+                base = base_point(params, c, sweep.search)
+                if base:
+                    self.studies[c.id].enqueue_trial(base)
         self.issued = {c.id: 0 for c in cells}
         self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}
         self.budgets: dict[str, int] = {}  # trial id -> its own train.epochs (a grid may set them)
