@@ -139,6 +139,7 @@ def bench(profile: str, overrides: list[str], keep: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         repo = study_copy(Path(tmp) / "repo", profile=profile, overrides=overrides)
+        env["PYTHONPATH"] = str(repo)  # the copy's own code, whatever the checkout does meanwhile
         copied = time.perf_counter() - t
         print(f"{profile} study{' ' + ' '.join(overrides) if overrides else ''}: `dvc repro` in a fresh "
               f"copy of the repository ({copied:.1f} s to copy); load average {os.getloadavg()[0]:.1f} on "
