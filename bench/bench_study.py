@@ -42,7 +42,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from bench.common import CpuSampler, study_copy, venv_env
+from bench.common import CpuSampler, study_copy
+from pipeline.infra.workspace import venv_env
 
 STAGES = ("prepare", "sweep", "evaluate", "report")
 GOALS = {"laptop": 3600.0, "smoke": 180.0}  # seconds on the 2-core machine

@@ -70,10 +70,11 @@ def claims_section(claims: list[Claim], section_titles: dict[str, str],
         rows.append([f"{c.spec.id.upper()} ({c.spec.source})", c.spec.statement,
                      f"{_num(c.statistic)} {c.spec.unit}" if c.statistic is not None else "not measured",
                      _se(c.stderr), "—" if d is None else d.what, c.spec.rule, c.verdict.upper(),
-                     ablated.get(c.spec.id, "not in an ablation grid (profile ablation)"),
+                     *([ablated.get(c.spec.id, "not ablated (no ablation cell speaks to it)")] if ablated else []),
                      Link(title, f"#{c.spec.anchor}")])
+    why = ["Why: the ablation (section Ablation)"] if ablated else []
     section.blocks.append(Table(["Claim", "The paper", "Statistic", "± s.e.", "Deciding check", "Rule",
-                                 "Verdict", "Why: the ablation", "Figure"], rows,
+                                 "Verdict", *why, "Figure"], rows,
                                 "Verdicts computed from results/eval/metrics.parquet; also in "
                                 "results/metrics/claims.json (DVC metrics claims.c1.verdict, ...) and on "
                                 "the sweep's MLflow run (tags claims.c1.verdict, metrics "
