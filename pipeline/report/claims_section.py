@@ -12,6 +12,7 @@ from pipeline.report.doc import Link, Section, Table, Text
 from pipeline.report.tables import PAPER_TABLE1
 
 REFERENCE_ANCHOR = "reference"
+NOT_ABLATED = "not ablated (no ablation cell speaks to it)"
 PAPER = "Zhao, Song, Ermon (2017), InfoVAE, arXiv:1706.02262"
 # The paper's numbers where it gives them (typed from the paper; the figures' curves are not
 # tabulated there: their values are read in the reference figures).
@@ -70,7 +71,7 @@ def claims_section(claims: list[Claim], section_titles: dict[str, str],
         rows.append([f"{c.spec.id.upper()} ({c.spec.source})", c.spec.statement,
                      f"{_num(c.statistic)} {c.spec.unit}" if c.statistic is not None else "not measured",
                      _se(c.stderr), "—" if d is None else d.what, c.spec.rule, c.verdict.upper(),
-                     *([ablated.get(c.spec.id, "not ablated (no ablation cell speaks to it)")] if ablated else []),
+                     *([ablated.get(c.spec.id, NOT_ABLATED)] if ablated else []),
                      Link(title, f"#{c.spec.anchor}")])
     why = ["Why: the ablation (section Ablation)"] if ablated else []
     section.blocks.append(Table(["Claim", "The paper", "Statistic", "± s.e.", "Deciding check", "Rule",
