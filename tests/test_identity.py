@@ -50,10 +50,14 @@ def test_a_result_setting_changes_the_fingerprint(base, prepared_mnist, key):
         identity(base, prepared_mnist)[1]
 
 
-def test_the_base_value_of_a_searched_key_is_not_part_of_a_cell(base, prepared_mnist):
-    assert "train.lr" in base.sweep.search
-    same = identity(with_overrides(base, {"train.lr": 0.002}), prepared_mnist)
-    assert same == identity(base, prepared_mnist)
+def test_the_base_value_of_a_searched_key_is_part_of_a_cell_only_where_a_trial_runs_it(base, prepared_mnist):
+    assert "train.lr" in base.sweep.search and base.sweep.first_trial_at_base
+    # the first trial of every cell runs the base lr: a new base lr is a new cell
+    assert identity(with_overrides(base, {"train.lr": 0.002}), prepared_mnist)[0] != \
+        identity(base, prepared_mnist)[0]
+    free = with_overrides(base, {"sweep.first_trial_at_base": False})
+    same = identity(with_overrides(free, {"train.lr": 0.002}), prepared_mnist)
+    assert same == identity(free, prepared_mnist)
     unsearched = with_overrides(base, {"sweep.search": {}})
     assert identity(with_overrides(unsearched, {"train.lr": 0.002}), prepared_mnist)[0] != \
         identity(unsearched, prepared_mnist)[0]

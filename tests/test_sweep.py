@@ -59,8 +59,10 @@ def test_small_sweep_covers_every_cell_and_records_mlflow(tmp_path, prepared_mni
     assert summary["cells"] == 4 and len(cells) == 4 and len(rows) == 8
     assert all(sum(r["cell"] == c for r in rows) == 2 for c in cells)
     assert {r["status"] for r in rows} <= {"FINISHED", "KILLED"}
-    lrs = {r["lr"] for r in rows}
-    assert len(lrs) == 8 and all(1e-4 <= lr <= 3e-3 for lr in lrs)  # Optuna searched inside cells
+    lrs = sorted(r["lr"] for r in rows)
+    # each cell's first trial at the study's lr (sweep.first_trial_at_base), then Optuna's draws
+    assert lrs.count(params.train.lr) == 4 and len(set(lrs)) == 5
+    assert all(1e-4 <= lr <= 3e-3 for lr in lrs)
     assert all(r["torch_threads"] == 1 for r in rows)  # each trial's torch threads = its 1 CPU
     b = best(tmp_path)
     assert set(b) == cells and all(e["checkpoint"] for e in b.values())

@@ -60,6 +60,12 @@ def spec_identity(params: Params, searched: set[str] = frozenset()) -> dict[str,
     return spec
 
 
+def _free(params: Params) -> set[str]:
+    """The searched keys whose base value no trial runs (so not part of a cell's identity): all
+    of them, unless a cell's first trial runs the base values (sweep.first_trial_at_base)."""
+    return set() if params.sweep.first_trial_at_base else set(params.sweep.search)
+
+
 def cell_id(identity: dict[str, Any]) -> str:
     canon = json.dumps(identity, sort_keys=True, default=str)
     return "cell-" + hashlib.sha1(canon.encode()).hexdigest()[:10]
@@ -94,7 +100,7 @@ def expand(params: Params) -> list[Cell]:
         except ParamsError as err:
             raise ParamsError(f"sweep.grids.{grid}: cell {overrides} is invalid: {err}") from None
         canon = {k: _get(resolved, k) for k in varied}  # canonical types: 1 and 1.0 agree
-        key = cell_id(spec_identity(resolved, set(params.sweep.search)))
+        key = cell_id(spec_identity(resolved, _free(params)))
         obj = resolved.objective
         named = (method_name(obj.divergence, obj.alpha, obj.lambda_), resolved.model.decoder)
         grids = found.setdefault(key, (canon, [], named))[1]
