@@ -30,7 +30,7 @@ BASE_LINES = {  # text edits of the resolved params.yaml -> the message that mus
     "grid axis typo": ("    alpha_lambda:\n", "    alpha_lambda:\n      train.epochz: [3]\n",
                        "sweep.grids.alpha_lambda.train.epochz: unknown params key"),
     "search key typo": ("    train.lr:\n", "    train.lrr:\n", "sweep.search.train.lrr: unknown params key"),
-    "duplicate key": ("  epochs: 20\n", "  epochs: 20\n  epochs: 30\n", "duplicate key 'epochs'"),
+    "duplicate key": ("  batch_size: 100\n", "  batch_size: 100\n  batch_size: 50\n", "duplicate key 'batch_size'"),
     "inf penalty": ("    gradient_penalty: 10.0\n", "    gradient_penalty: .inf\n",
                     "objective.adversarial.gradient_penalty: Input should be a finite number"),
     "nan bandwidth": ("    bandwidth: authors_v1", "    bandwidth: .nan",

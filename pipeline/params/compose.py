@@ -135,7 +135,9 @@ def write_params(root: str | Path = ".", overrides: list[str] | None = None,
 
 
 def _source(overrides: list[str] | None) -> str:
-    return f"{CONF_DIR}/ composed with {list(overrides)}" if overrides else f"{CONF_DIR}/ (the base study)"
+    if list(overrides or []) == [f"~{PROFILE_GROUP}"]:
+        return f"{CONF_DIR}/ (the base study)"
+    return f"{CONF_DIR}/ composed with {list(overrides)}" if overrides else f"{CONF_DIR}/ (the default study)"
 
 
 def _replace(path: Path, text: str) -> None:
