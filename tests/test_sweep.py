@@ -225,7 +225,8 @@ def test_two_node_cluster_on_loopback(tmp_path, prepared_mnist):
         nodes_started.append(_ray_node(ray_bin, [f"--address={address}", *common], env))
         _wait_for_nodes(ray_bin, address, env, 2)
         grids = {"g": {"divergence": ["kl"], "alpha": [0.0], "lambda": [1.0], "latent_dim": [2, 3, 4, 5]}}
-        params = tiny_params(tmp_path, prepared_mnist, grids, address=address, scheduler="none", num_cpus=None)
+        params = tiny_params(tmp_path, prepared_mnist, grids, address=address, scheduler="none",
+                             num_cpus=None)
         run_sweep(params, tmp_path)
         rows = trials(tmp_path)
         assert len(rows) == 4 and all(r["status"] == "FINISHED" for r in rows)
