@@ -176,57 +176,23 @@ def test_unreachable_ray_address_fails_fast(tmp_path, prepared_mnist):
     assert time.time() - start < 15
 
 
-def _ray_node(ray_bin: str, args: list[str], env: dict) -> subprocess.Popen:
-    """A Ray node in the foreground (`ray start --block`) in its own process group, so the test
-    stops exactly its own nodes: `ray stop` would kill every Ray process on the machine, a
-    study running beside the tests included."""
-    return subprocess.Popen([ray_bin, "start", *args, "--block"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def _wait_for_nodes(ray_bin: str, address: str, env: dict, n: int, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        done = subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True,
-                              text=True, timeout=60)
-        if done.returncode == 0 and done.stdout.count(" node_") >= n:
-            return
-        time.sleep(1)
-    raise AssertionError(f"{n} Ray nodes at {address} did not come up in {timeout:.0f} s")
-
-
-def _stop(node: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(node.pid, sig)
-            node.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.mark.cluster
 def test_two_node_cluster_on_loopback(tmp_path, prepared_mnist):
     from tests.conftest import free_port
 
     port = free_port()
-    address = f"127.0.0.1:{port}"
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=100000000",
               "--disable-usage-stats"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     ray_bin = str(ROOT / ".venv" / "bin" / "ray") if (ROOT / ".venv" / "bin" / "ray").exists() else "ray"
-    nodes_started = []
     try:
-        nodes_started.append(_ray_node(ray_bin, ["--head", f"--port={port}", "--include-dashboard=false",
-                                                 *common], env))
-        _wait_for_nodes(ray_bin, address, env, 1)
-        nodes_started.append(_ray_node(ray_bin, [f"--address={address}", *common], env))
-        _wait_for_nodes(ray_bin, address, env, 2)
+        subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                       check=True, env=env, capture_output=True, timeout=120)
+        subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", *common],
+                       check=True, env=env, capture_output=True, timeout=120)
         grids = {"g": {"divergence": ["kl"], "alpha": [0.0], "lambda": [1.0], "latent_dim": [2, 3, 4, 5]}}
-        params = tiny_params(tmp_path, prepared_mnist, grids, address=address, scheduler="none",
-                             num_cpus=None)
+        params = tiny_params(tmp_path, prepared_mnist, grids, address=f"127.0.0.1:{port}",
+                             scheduler="none", num_cpus=None)
         run_sweep(params, tmp_path)
         rows = trials(tmp_path)
         assert len(rows) == 4 and all(r["status"] == "FINISHED" for r in rows)
@@ -235,8 +201,7 @@ def test_two_node_cluster_on_loopback(tmp_path, prepared_mnist):
         assert {r["node_id"] for r in rows} == nodes  # trials landed on both nodes
     finally:
         ray.shutdown()
-        for node in reversed(nodes_started):
-            _stop(node)
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 @pytest.mark.slow
