@@ -28,6 +28,7 @@ import pandas as pd
 from pipeline.report import rules
 from pipeline.report.claim_checks import ELBO, EVALUATED, MMD, Context
 from pipeline.report.claims import SPECS
+from pipeline.report.doc import Section, Table, Text
 from pipeline.report.rules import Check
 
 PREFIX = "ablation"
@@ -69,11 +70,10 @@ def judge(rows: list[dict[str, Any]], decoder: str) -> dict[str, list[Check]]:
     placed = [{**r, "grids": grids} for r in rows if r.get("status") == EVALUATED]
     if not placed:
         return {}
-    frame = pd.DataFrame(placed)
     out = {}
     for spec in SPECS:
         if spec.id in claims:
-            checks = [c for c in spec.judge(frame.to_dict("records"), _context(rows))
+            checks = [c for c in spec.judge(placed, _context(rows))
                       if c.outcome != rules.MISSING and _pair_only(c.what)]
             out[spec.id] = checks
     return out
@@ -129,10 +129,8 @@ def sentences(entries: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def ablation_section(entries: list[dict[str, Any]]):
+def ablation_section(entries: list[dict[str, Any]]) -> Section:
     """The report section: one row per (claim, variant) with its checks."""
-    from pipeline.report.doc import Section, Table, Text
-
     section = Section("ablation", "Ablation: the authors' settings and scale")
     section.blocks.append(Text(__doc__.split("\n\n", 1)[1].replace("\n", " ")))
     rows = [[e["claim"].upper(), e["decoder"], e["variant"], e["verdict"].upper(), _num(e),
