@@ -50,7 +50,8 @@ def test_variants_are_named_by_the_settings_they_change_and_judged_by_the_claims
     assert c3["objective.scaling=authors"]["verdict"] == rules.REPRODUCED
     assert c3["ours"]["margin"] == __import__("pytest").approx(math.log(2) - 3.0)
     c1 = {e["variant"]: e for e in entries if e["claim"] == "c1"}
-    assert [c.what for c in c1["ours"]["checks"]] == ["NLL(MMD-VAE) < NLL(ELBO)"]  # the pair only
+    # the pair only; the variant's per-image ELBO stands in the claims' ELBO (784/d) row
+    assert [c.what.split(" [")[0] for c in c1["ours"]["checks"]] == ["NLL(MMD-VAE) < NLL(ELBO (784/d))"]
     said = ablation.sentences(entries)["c3"]
     assert said.startswith("Ablation (pixelcnn, ELBO vs MMD-VAE): not reproduced with our settings (-2.31")
     assert "reproduced with objective.scaling=authors (+" in said
@@ -68,7 +69,12 @@ def test_the_ablation_profile_adds_its_cells_to_the_laptop_study_sharing_ours():
     ours = [c for c in cells if "ablation_pixelcnn" in c.grids and "table1" in c.grids]
     assert sorted(c.method for c in ours) == ["ELBO", "MMD-VAE"]  # Table 1's cells are ours
     scaled = [c for c in cells if "ablation_pixelcnn_scaling" in c.grids and c.method == "MMD-VAE"]
-    assert {c.overrides["objective.lambda"] for c in scaled} == {1.0}  # the authors' lambda
+    # lambda is per image under either scaling: the scaling variants' MMD-VAE runs at ours
+    assert {c.overrides["objective.lambda"] for c in scaled} == {1000.0}
+    # the authors' bounded std is the default: its variant switches our former softplus on
+    stds = [c.overrides.get("model.std_param", "sigmoid") for c in cells
+            if any(g.startswith("ablation") for g in c.grids)]
+    assert stds.count("softplus") == 2 and set(stds) == {"sigmoid", "softplus"}  # ELBO, MMD (PixelCNN only)
 
 
 def test_a_profile_drops_a_grid_by_setting_it_to_null():

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pipeline.model import build_decoder, build_encoder
-from pipeline.model.base import apply_init
+from pipeline.model.base import apply_init, gaussian_head
 from pipeline.model.divergences.mmd import mmd
 from pipeline.model.objective import InfoVAE
 from pipeline.params.compose import compose
@@ -35,11 +35,12 @@ def build(objective: dict, seed: int = 0, **model):
 
 @pytest.mark.parametrize("objective", [
     {"divergence": "kl", "alpha": 0.0, "lambda": 1.0},  # ELBO
-    {"divergence": "mmd", "alpha": 1.0, "lambda": 1.0},  # the authors' "kernel" run
+    {"divergence": "mmd", "alpha": 1.0, "lambda": 784.0},  # the authors' "kernel" run (weight 1 theirs)
+    {"divergence": "mmd", "alpha": 1.0, "lambda": 1000.0},  # the grids' MMD-VAE
     {"divergence": "mmd", "alpha": 0.5, "lambda": 3.0},
 ])
 def test_authors_scaling_is_the_per_image_loss_over_784_with_kl_weighed_784_over_d(objective):
-    """L_authors = (1/P) [recon + (1 - alpha) (P/d) KL + P (alpha + lambda - 1) D]."""
+    """L_authors = (1/P) [recon + (1 - alpha) (P/d) KL + (alpha + lambda - 1) D]: lambda per image."""
     ours, theirs = build(objective), build({**objective, "scaling": "authors"})
     theirs.load_state_dict(ours.state_dict())
     x = torch.bernoulli(torch.full((16, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
@@ -55,11 +56,32 @@ def test_authors_scaling_is_the_per_image_loss_over_784_with_kl_weighed_784_over
     div = mmd(z, torch.randn(200, D), "gaussian", "authors_v1", "biased") if mmd_run else torch.zeros(())
     w = 0.0 if objective["divergence"] == "kl" else a + lam - 1
     torch.testing.assert_close(t_ours.loss, recon.mean() + (1 - a) * kl.mean() + w * div)
-    expected = (recon.mean() + (1 - a) * (P / D) * kl.mean() + P * w * div) / P
+    expected = (recon.mean() + (1 - a) * (P / D) * kl.mean() + w * div) / P
     torch.testing.assert_close(t_theirs.loss, expected)
     # The reported terms stay per-image nats: the scaling changes only what is minimised.
     torch.testing.assert_close(t_theirs.recon, t_ours.recon)
     torch.testing.assert_close(t_theirs.kl, t_ours.kl)
+
+
+@pytest.mark.parametrize("d", [2, 10])
+def test_lambda_means_the_same_per_image_weight_under_both_scalings(d):
+    """Known answer on given terms: with alpha = 1 (MMD-VAE), P L_authors = L_per_image for any
+    lambda; for the ELBO (alpha 0, lambda 1), P L_authors = recon + (P/d) KL."""
+    recon, kl = torch.tensor([540.0, 610.0, 580.0]), torch.tensor([12.0, 9.0, 15.0])
+    div = torch.tensor(0.0375)
+
+    def loss(objective, scaling):
+        model = InfoVAE.build(ModelParams(hidden=[8], latent_dim=d),
+                              ObjectiveParams.model_validate({**objective, "scaling": scaling}))
+        return model.loss(recon, kl, div, P)
+
+    for lam in (1.0, 784.0, 1000.0):
+        mmd_vae = {"divergence": "mmd", "alpha": 1.0, "lambda": lam}
+        torch.testing.assert_close(P * loss(mmd_vae, "authors"), loss(mmd_vae, "per_image"))
+        torch.testing.assert_close(loss(mmd_vae, "per_image"), recon.mean() + lam * div)
+    elbo = {"divergence": "kl", "alpha": 0.0, "lambda": 1.0}
+    torch.testing.assert_close(P * loss(elbo, "authors"), recon.mean() + (P / d) * kl.mean())
+    torch.testing.assert_close(loss(elbo, "per_image"), recon.mean() + kl.mean())
 
 
 @pytest.mark.parametrize("encoder", ["mlp", "conv"])
@@ -74,9 +96,69 @@ def test_sigmoid_std_is_bounded_by_floor_and_one(encoder):
         assert float(enc(x)[1].min()) == 1.0
         enc.head.bias[D:] = -60.0
         assert torch.equal(enc(x)[1], torch.full_like(std, params.std_floor))
-    ours = build_encoder(ModelParams(**SMALL, encoder=encoder, conv_channels=[4, 8], conv_fc=16))
+    ours = build_encoder(ModelParams(**SMALL, encoder=encoder, conv_channels=[4, 8], conv_fc=16,
+                                     std_param="softplus"))
     ours.requires_grad_(False)
     assert 0.9 < float(ours(x)[1].mean()) < 1.1  # softplus starts at the prior's scale
+
+
+def test_sigmoid_std_is_the_default_and_known_at_extreme_raw_values():
+    """std = max(sigmoid(raw), floor): 0.5 at raw = 0, within [floor, 1] however far raw goes."""
+    assert ModelParams().std_param == "sigmoid"
+    floor = 1e-3
+    raw = torch.tensor([[0.0, 1e4, -1e4, 30.0, -30.0, float(math.log(3.0))]])
+    mean, std = gaussian_head(torch.cat([torch.zeros_like(raw), raw], 1), floor)  # the default
+    expected = torch.tensor([[0.5, 1.0, floor, 1.0, floor, 0.75]])
+    torch.testing.assert_close(std, expected)
+    assert (std <= 1.0).all() and (std >= floor).all() and (mean == 0).all()
+    _, wide = gaussian_head(torch.cat([torch.zeros_like(raw), raw], 1), floor, "softplus")
+    assert float(wide.max()) > 1e3  # softplus: unbounded above
+
+
+def _train_with_an_unused_dim(std_param: str, steps: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tiny MMD-VAE (alpha 1, lambda 1000, d = 2) on images drawn from one continuous factor,
+    with the decoder's input weights from z_2 held at 0: z_2 carries nothing, so only the MMD
+    acts on its codes. Returns the encodings' (mean, std) of the 1000 training images."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    n = 1000
+    u = torch.randn(n, 1, generator=g)
+    a, b = 3 * torch.randn(1, 784, generator=g), torch.randn(1, 784, generator=g)
+    x = torch.bernoulli(torch.sigmoid(u * a + b), generator=g).view(n, 1, 28, 28)
+    objective = ObjectiveParams.model_validate({"divergence": "mmd", "alpha": 1.0, "lambda": 1000.0})
+    model = InfoVAE.build(ModelParams(hidden=[32], latent_dim=2, std_param=std_param), objective)
+    first = model.decoder.net[0]
+    with torch.no_grad():
+        first.weight[:, 1] = 0.0
+    first.weight.register_hook(lambda grad: grad.index_fill(1, torch.tensor([1]), 0.0))
+    opt = torch.optim.RMSprop(model.model_parameters(), lr=1e-3)
+    for _ in range(steps):
+        loss = model.terms(x[torch.randint(0, n, (100,))]).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.model_parameters(), 10.0)
+        opt.step()
+    assert torch.count_nonzero(first.weight[:, 1]) == 0  # the decoder never read z_2
+    with torch.no_grad():
+        return model.encoder(x)
+
+
+def test_bounded_std_keeps_an_unused_latent_dim_at_the_priors_scale():
+    """Regression (issue 20): with alpha = 1 nothing but the divergence acts on a dimension the
+    decoder ignores; softplus lets its per-example std leave the prior's scale (it drifted to 4-6
+    in the study), the sigmoid bound keeps every std <= 1 and the dim's codes at the prior's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        mean, std = _train_with_an_unused_dim("sigmoid")
+        _, wide_std = _train_with_an_unused_dim("softplus")
+    finally:
+        torch.set_num_threads(threads)
+    # Var of q(z_2) = Var_x mean(x) + E_x std(x)^2, exactly (no sampling noise).
+    aggregate = float(mean[:, 1].var() + (std[:, 1] ** 2).mean())
+    assert aggregate <= 1.05, aggregate
+    assert float(std.max()) <= 1.0
+    assert float(wide_std[:, 1].max()) > 1.05, wide_std[:, 1].max()  # the contrast: unbounded
 
 
 def test_xavier_init_has_the_glorot_variance_and_zero_biases():
@@ -91,7 +173,7 @@ def test_xavier_init_has_the_glorot_variance_and_zero_biases():
                 if m.weight.detach().numel() > 10_000:  # enough entries for a 5% check of the variance
                     assert float(m.weight.detach().var()) == pytest.approx(2 / fan, rel=0.05)
                 assert torch.count_nonzero(m.bias) == 0
-    head = build_encoder(ModelParams(**SMALL, init="xavier")).head
+    head = build_encoder(ModelParams(**SMALL, init="xavier", std_param="softplus")).head
     assert torch.count_nonzero(head.bias[:D]) == 0
     torch.testing.assert_close(torch.nn.functional.softplus(head.bias[D:].detach()), torch.full((D,), 0.999))
     conv = ModelParams(**SMALL, encoder="conv", decoder="conv", conv_channels=[64, 128], init="xavier")
@@ -172,9 +254,9 @@ def test_authors_profile_selects_every_setting():
     p = compose(ROOT, ["profile=authors"])  # conf/profile/authors.yaml over the study
     assert (p.model.std_param, p.model.init, p.objective.scaling) == ("sigmoid", "xavier", "authors")
     assert (p.train.optimizer, p.train.grad_clip, p.train.grad_clip_mode) == ("rmsprop_tf1", 1.0, "value")
-    base = load_params(ROOT / "params.yaml")  # and the defaults stay ours
+    base = load_params(ROOT / "params.yaml")  # and the defaults stay ours, but for the bounded std
     assert (base.model.std_param, base.model.init, base.objective.scaling) == \
-        ("softplus", "default", "per_image")
+        ("sigmoid", "default", "per_image")
     assert (base.train.optimizer, base.train.grad_clip_mode, base.train.weight_decay) == \
         ("rmsprop", "norm", 0.0)
 
@@ -183,8 +265,8 @@ def test_authors_profile_selects_every_setting():
 def test_authors_settings_train(prepared_mnist, decoder):
     model = ModelParams(hidden=[64], latent_dim=5, decoder=decoder, pixelcnn_layers=2, pixelcnn_maps=8,
                         pixelcnn_cond_maps=4, std_param="sigmoid", init="xavier")
-    objective = ObjectiveParams.model_validate({"divergence": "mmd", "alpha": 1.0, "lambda": 1.0,
-                                                "scaling": "authors"})
+    objective = ObjectiveParams.model_validate({"divergence": "mmd", "alpha": 1.0, "lambda": 784.0,
+                                                "scaling": "authors"})  # their weight 1 on the MMD
     train = TrainParams(epochs=2, batch_size=50, train_size=500, validation_size=100, diagnostics_size=100,
                         optimizer="rmsprop_tf1", grad_clip=1.0, grad_clip_mode="value",
                         weight_decay=2.5e-5, threads=1)

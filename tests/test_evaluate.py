@@ -15,6 +15,7 @@ from pipeline.data.splits import load_split
 from pipeline.evaluation.context import binarize_once
 from pipeline.evaluation.evaluate import METRICS, evaluate_checkpoint, write_row
 from pipeline.evaluation.loglik import model_log_likelihood
+from pipeline.evaluation.per_image import PER_IMAGE
 from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import ClassifierParams, EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
@@ -22,7 +23,7 @@ from pipeline.train.checkpoint import RunSpec
 from pipeline.train.trainer import Trainer, load_trained
 
 SHRUNK = dict(loglik_k=40, loglik_test_size=60, loglik_train_size=30, prior_samples=500,
-              latent_size=400, semisupervised_labels=[20, 100], semisupervised_repeats=2,
+              latent_size=400, mmd_samples=500, semisupervised_labels=[20, 100], semisupervised_repeats=2,
               semisupervised_pool=300, class_mismatch_samples=200, threads=1,
               ais_test_size=4, ais_chains=2, ais_steps=5, ais_leapfrog=2)
 
@@ -59,6 +60,13 @@ def test_evaluate_checkpoint_row(checkpoint, prepared_mnist, classifier_params):
     assert row["test_prior_nll"] > row["test_nll"]
     assert 0 <= row["class_mismatch"] < 7 and row["class_samples"] == 200
     assert 0 <= row["ss_error_100"] <= 1 and 0 <= row["mi"] <= math.log(400) + 1e-9
+    # per-image NLLs beside the means, on the same images (index and pixels) for IS and AIS
+    per = row[PER_IMAGE]
+    assert len(per["test/is"]["nll"]) == 60 and len(per["train/is"]["nll"]) == 30
+    assert sum(per["test/is"]["nll"]) / 60 == pytest.approx(row["test_nll"], rel=1e-9)
+    assert per["test/ais"]["digest"] == per["test/is"]["digest"][:4] == per["test/is_ais"]["digest"]
+    assert per["test/is_ais"]["nll"] == pytest.approx(per["test/is"]["nll"][:4], rel=1e-6)
+    assert row["mmd_n"] == 500 and math.isfinite(row["mmd_biased"]) and row["ss_codes"] == "sampled"
     # every metric of the list ran (prior and class mismatch are on here), each timed
     assert {k for k in row if k.startswith("seconds_")} == {f"seconds_{m.name}" for m in METRICS}
     assert [line.split(":")[0] for line in lines] == [m.name for m in METRICS]

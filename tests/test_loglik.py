@@ -183,3 +183,23 @@ def test_model_adapters_agree_with_direct_evaluation(decoder):
     torch.testing.assert_close(prior.per_example, ref_prior.per_example, rtol=0, atol=1e-4)
     with pytest.raises(ValueError, match="eval mode"):
         model_log_likelihood(model.train(), x, "is", 10)
+
+
+def test_per_image_values_table_and_digests():
+    """The per-image NLLs a metric returns become one table row per image, keyed by index and a
+    digest of the pixels: another binarization of the same image gets another digest."""
+    from pipeline.evaluation.per_image import PER_IMAGE, entry, image_digests, split_row, table_rows
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(3, 1, 28, 28, generator=g)
+    x = torch.bernoulli(grey, generator=g)
+    other = torch.bernoulli(grey, generator=torch.Generator().manual_seed(1))
+    assert image_digests(x) == image_digests(x.clone()) and image_digests(x) != image_digests(other)
+    nll = torch.tensor([1.0, 2.0, 3.0])
+    row, values = split_row({"test_nll": 1.0, PER_IMAGE: entry("test", "is", x, nll)})
+    assert row == {"test_nll": 1.0}
+    rows = table_rows("c", "t1", values)
+    assert [(r["image"], r["nll"], r["estimator"], r["split"]) for r in rows] == \
+        [(0, 1.0, "is", "test"), (1, 2.0, "is", "test"), (2, 3.0, "is", "test")]
+    assert [r["image_digest"] for r in rows] == image_digests(x)
+    assert split_row({"a": 1}) == ({"a": 1}, {})

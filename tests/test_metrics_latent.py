@@ -12,8 +12,11 @@ from pipeline.evaluation.metrics.latent import (
     latent_diagnostics,
     logdet_covariance,
     mmd_to_prior,
+    mmd_unbiased_to_prior,
     mutual_information,
+    sample_codes,
 )
+from pipeline.model.divergences.mmd import mmd
 
 
 def test_logdet_of_known_covariance():
@@ -32,6 +35,47 @@ def test_mmd_to_prior_is_zero_for_prior_and_grows_with_shift():
     values = [mmd_to_prior(torch.randn(2000, 5, generator=g) + s, generator=g) for s in (0, .5, 1, 2)]
     assert values[0] < 0.005
     assert values == sorted(values) and values[-1] > 20 * values[0]
+
+
+def test_unbiased_mmd_hand_computed():
+    """x = (0, 1), y = (0, 2) in one dimension, k = exp(-(a-b)^2): eq. 3 by hand."""
+    x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    y = torch.tensor([[0.0], [2.0]], dtype=torch.float64)
+    e = math.exp
+    want = e(-1) + e(-4) - 2 * (1 + e(-4) + e(-1) + e(-1)) / 4  # Kxx, Kyy off-diagonal; Kxy all pairs
+    assert float(mmd(x, y, bandwidth=1.0, estimator="unbiased")) == pytest.approx(want, rel=1e-12)
+
+
+def test_unbiased_mmd_is_zero_in_expectation_for_q_equal_p():
+    """q = p: the mean over seeds is within 3 standard errors of 0 (the biased V-statistic's is
+    about 2 (1 - E k(x, y)) / n above it, many standard errors)."""
+    g = torch.Generator().manual_seed(3)
+    n, d, seeds = 300, 5, 40
+    u, v = [], []
+    for _ in range(seeds):
+        z = torch.randn(n, d, generator=g, dtype=torch.float64)
+        state = g.get_state()
+        u.append(mmd_unbiased_to_prior(z, generator=g))
+        g.set_state(state)  # the same prior sample for both estimators
+        v.append(mmd_to_prior(z, generator=g))
+    se = torch.tensor(u).std().item() / math.sqrt(seeds)
+    assert abs(sum(u) / seeds) < 3 * se
+    assert sum(v) / seeds > 10 * se
+
+
+def test_unbiased_mmd_chunked_equals_unchunked():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(257, 6, generator=g, dtype=torch.float64) * 1.2 + 0.3
+    whole = mmd_unbiased_to_prior(z, generator=torch.Generator().manual_seed(0), block=4096)
+    tiled = mmd_unbiased_to_prior(z, generator=torch.Generator().manual_seed(0), block=16)
+    assert tiled == pytest.approx(whole, rel=1e-10, abs=1e-14) and whole > 0.01
+
+
+def test_sample_codes_draws_from_the_posterior():
+    g = torch.Generator().manual_seed(5)
+    mean, std = torch.full((20000, 2), 3.0), torch.full((20000, 2), 0.5)
+    z = sample_codes(mean, std, g)
+    assert float(z.mean()) == pytest.approx(3.0, abs=0.02) and float(z.std()) == pytest.approx(0.5, abs=0.01)
 
 
 def test_mutual_information_zero_when_encoder_ignores_x():

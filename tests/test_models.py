@@ -136,12 +136,14 @@ def test_encoder_shapes_floor_and_gradients(family):
 
 
 def test_encoder_starts_near_the_prior_on_full_images():
-    """Default-size encoders on 784-pixel images: finite outputs, std ~ 1 at initialisation."""
+    """Default-size encoders on 784-pixel images: finite outputs; std ~ 1 at initialisation with
+    softplus (its std bias is set for it), ~ sigmoid(0) = 0.5 and <= 1 with sigmoid (the default)."""
     x = images(8, 0.5)
-    for enc in (build_encoder(ModelParams(encoder="mlp")), build_encoder(ModelParams(encoder="conv"))):
-        mean, std = enc(x)
-        assert torch.isfinite(mean).all() and mean.abs().max() < 5
-        assert 0.5 < std.mean() < 1.5
+    for family in ("mlp", "conv"):
+        for std_param, low, high in (("softplus", 0.5, 1.5), ("sigmoid", 0.3, 0.7)):
+            mean, std = build_encoder(ModelParams(encoder=family, std_param=std_param))(x)
+            assert torch.isfinite(mean).all() and mean.abs().max() < 5
+            assert low < std.mean() < high and (std_param == "softplus" or std.max() <= 1.0)
 
 
 def test_conv_shapes_are_28_14_7_and_back():

@@ -32,7 +32,7 @@ def test_summary_keys_are_per_method_and_estimator(tmp_path):
     s = summary(ROWS, tmp_path, 6.06)
     assert s["table1"] == {"elbo": {"test_nll": 90.0, "test_nll_stderr": 0.5},
                            "mmd_vae": {"test_nll": 87.0, "test_nll_stderr": 0.3}}
-    assert s["cells"] == {"evaluated": 6, "failed": 1}
+    assert s["cells"] == {"evaluated": 6, "failed": 1, "diverged": 0}
     assert s["time"] == {"sweep_s": 12.3, "sweep_projected_s": 10.0, "evaluate_s": 6.1,
                          "evaluate_projected_s": 5.0}
     assert slug("beta-VAE (beta=0.5)") == "beta_vae_beta_0.5"

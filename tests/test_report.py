@@ -29,9 +29,12 @@ from pipeline.report.study import build_report
 from tests.conftest import ROOT
 
 GRIDS = ("table1", "latent_dim", "train_size", "information_preference", "alpha_lambda")
-METHODS = {"ELBO": ("kl", 0.0, 1.0), "Unregularized": ("kl", 1.0, 0.0), "MMD-VAE": ("mmd", 1.0, 1000.0),
-           "Stein-VAE": ("stein", 1.0, 1000.0), "Adversarial-VAE": ("adversarial", 1.0, 100.0)}
-TABLE1_NLL = {"ELBO": 85.1234, "MMD-VAE": 83.4567, "Stein-VAE": 84.0049}  # Adversarial: all trials failed
+# (divergence, alpha, lambda, objective.scaling); ELBO (784/d) is the authors' ELBO row (Fig. 3, Table 1)
+METHODS = {"ELBO (784/d)": ("kl", 0.0, 1.0, "authors"), "ELBO": ("kl", 0.0, 1.0, "per_image"),
+           "Unregularized": ("kl", 1.0, 0.0, "per_image"), "MMD-VAE": ("mmd", 1.0, 1000.0, "per_image"),
+           "Stein-VAE": ("stein", 1.0, 1000.0, "per_image"),
+           "Adversarial-VAE": ("adversarial", 1.0, 100.0, "per_image")}
+TABLE1_NLL = {"ELBO (784/d)": 85.1234, "MMD-VAE": 83.4567, "Stein-VAE": 84.0049}  # Adversarial: all failed
 DIVERGED = "pipeline.train.trainer.TrainingDiverged: loss is nan at epoch 1, step 3"
 OOM = "RuntimeError: CUDA out of memory while allocating 2.00 GiB"
 
@@ -41,23 +44,27 @@ def _cells(grids: tuple[str, ...]) -> list[dict]:
     the names of every grid that reaches it."""
     found: dict[tuple, dict] = {}
 
-    def add(grid: str, div: str, alpha: float, lam: float, d: int = 10, n: int | None = None,
-            dec: str = "mlp") -> None:
-        key = (div, alpha, lam, d, n, dec)
-        label = f"{div} alpha={alpha:g} lambda={lam:g} d={d} n={n or 'all'} dec={dec}"
+    def add(grid: str, div: str, alpha: float, lam: float, scaling: str = "per_image", d: int = 10,
+            n: int | None = None, dec: str = "mlp") -> None:
+        key = (div, alpha, lam, scaling, d, n, dec)
+        label = f"{div} alpha={alpha:g} lambda={lam:g} d={d} n={n or 'all'} dec={dec}" + (
+            " objective.scaling=authors" if scaling == "authors" else "")
         cell = found.setdefault(key, {"cell": f"cell-{len(found):03d}", "div": div, "alpha": alpha,
-                                      "lambda": lam, "d": d, "n": n, "dec": dec, "grids": [], "label": label})
+                                      "lambda": lam, "scaling": scaling, "d": d, "n": n, "dec": dec,
+                                      "grids": [], "label": label})
         cell["grids"].append(grid)
 
     for grid in grids:
         if grid in ("table1", "information_preference"):
-            names = list(TABLE1_NLL) + ["Adversarial-VAE"] if grid == "table1" else ["ELBO", "MMD-VAE"]
+            names = list(TABLE1_NLL) + ["Adversarial-VAE"] if grid == "table1" else ["ELBO (784/d)",
+                                                                                      "MMD-VAE"]
             for m in names:
                 add(grid, *METHODS[m], dec="pixelcnn")
-        elif grid == "latent_dim":
+        elif grid == "latent_dim":  # the authors' Fig. 3: PixelCNN decoder (d = 10: Table 1's cells)
             for m in METHODS:
-                for d in (2, 10, 40):
-                    add(grid, *METHODS[m], d=d)
+                if m != "ELBO":
+                    for d in (2, 10, 40):
+                        add(grid, *METHODS[m], d=d, dec="pixelcnn")
         elif grid == "train_size":
             for m in ("ELBO", "MMD-VAE"):
                 for n in (500, 5000, 50000):
@@ -71,7 +78,8 @@ def _cells(grids: tuple[str, ...]) -> list[dict]:
 
 def _failed(c: dict) -> bool:
     """Every trial of these cells diverged: Table 1's Adversarial-VAE and one alpha-lambda cell."""
-    return (c["div"] == "adversarial" and c["dec"] == "pixelcnn") or (c["alpha"], c["lambda"]) == (-1.0, 1e4)
+    return (c["div"] == "adversarial" and c["dec"] == "pixelcnn" and c["d"] == 10) or \
+        (c["alpha"], c["lambda"]) == (-1.0, 1e4)
 
 
 def _metrics(c: dict, method: str) -> dict:
@@ -107,7 +115,7 @@ def write_study(base: Path, grids: tuple[str, ...] = GRIDS, parent_run_id: str |
     (eval_dir / "images").mkdir(parents=True)
     trials, best, metrics, history = [], {}, [], []
     for i, c in enumerate(_cells(grids)):
-        method = method_name(c["div"], c["alpha"], c["lambda"])
+        method = method_name(c["div"], c["alpha"], c["lambda"], c["scaling"])
         failed = _failed(c)
         statuses = ["FAILED", "FAILED"] if failed else ["FINISHED", "KILLED"] + (["FAILED"] if i == 4 else [])
         spec = {"model": {"latent_dim": c["d"], "decoder": c["dec"]}, "train": {"diagnostics_size": 1000}}
@@ -207,7 +215,7 @@ def test_table1_holds_the_papers_values_and_ours(study):
     assert "not measured" in table  # Stein-VAE's standard error
     assert "FAILED: " + DIVERGED in table  # Adversarial-VAE: every trial diverged
     assert "mlp/pixelcnn, d=10, 5/5 epochs, dynamic binarization, n=55,000" in table
-    assert "| ELBO | 82.75 | 85.12 | 0.12 | 5,000 | 10,000 | +2.37 |" in study.md
+    assert "| ELBO (784/d) | 82.75 | 85.12 | 0.12 | 5,000 | 10,000 | +2.37 |" in study.md
 
 
 def test_every_experiment_has_its_section_and_sources(study):
@@ -338,7 +346,7 @@ def test_unmeasured_metrics_are_reported_as_such(tmp_path):
     html = (tmp_path / "report/index.html").read_text()
     assert "Not measured for any cell: (A), (B), (C), (D), (E)." in html
     assert "Ours: MMD-VAE not measured; ELBO not measured." in html
-    assert "<td>ELBO</td><td>82.75</td><td>not measured</td>" in html
+    assert "<td>ELBO (784/d)</td><td>82.75</td><td>not measured</td>" in html
     assert "no sample or reconstruction grid was saved" in html
     assert result["figures"] == 2
 

@@ -85,7 +85,7 @@ def test_every_divergence_and_family_trains_without_nan(prepared_mnist, objectiv
     for key in ("train_loss", "val_loss", "val_recon", "val_kl", "val_mmd", "val_mi", "val_logdet_cov"):
         assert torch.isfinite(torch.tensor(final[key])), key
     if objective == "adversarial":
-        assert "train_w1_estimate" in final
+        assert "train_js_estimate" in final
 
 
 def test_diverging_run_stops_with_a_clear_error(prepared_mnist):

@@ -4,8 +4,9 @@ A metric is a function `(model: Trained, data: EvalData, settings: EvaluateParam
 (pipeline.evaluation.metrics). EvalData binarizes each split once, with a seed, on the CPU:
 stochastic binarization of the test set is the convention for dynamically binarized MNIST
 (Burda et al. 2016), and the seed makes every model see the same binary images whatever
-device evaluates it. Encodings are cached, so the latent and semi-supervised metrics encode
-the test set once between them.
+device evaluates it. A model with a Gaussian decoder (model.likelihood) sees every split's grey
+levels as they are instead (EvalData.likelihood). Encodings are cached, so the latent and
+semi-supervised metrics encode the test set once between them.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ import torch
 from torch import Tensor
 
 from pipeline.data.splits import Split, load_split
+from pipeline.model.likelihood import binarize_inputs
 from pipeline.model.objective import InfoVAE
 from pipeline.train.checkpoint import RunSpec
 
 SPLIT_SEED_OFFSET = {"test": 0, "train": 1_000_003}  # distinct binarization streams per split
 
 
-def binarize_once(split: Split, seed: int, name: str) -> Tensor:
+def binarize_once(split: Split, seed: int, name: str, likelihood: str = "bernoulli") -> Tensor:
     """Binary images of a split: one seeded Bernoulli sample for dynamic data (CPU generator,
-    so the result does not depend on the device), the stored binary images otherwise."""
-    if not split.dynamic:
+    so the result does not depend on the device), the stored binary images otherwise; for a
+    Gaussian likelihood, the grey levels as they are."""
+    if not binarize_inputs(split.binarization, likelihood):
         return split.images
     g = torch.Generator().manual_seed(seed + SPLIT_SEED_OFFSET[name])
     return torch.bernoulli(split.images, generator=g)
@@ -56,15 +59,17 @@ class EvalData:
     seed: int
     batch_size: int  # encoder batch
     progress_every_s: float | None = None  # log-likelihood progress on stderr (the CLI)
+    likelihood: str = "bernoulli"  # the model's (model.likelihood): gaussian reads grey levels
     _splits: dict = field(default_factory=dict)
     _codes: dict = field(default_factory=dict)
 
     def split(self, name: str, limit: int | None = None) -> tuple[Split, Tensor]:
-        """A split's first `limit` rows (all: None) and their binary images, loaded once."""
+        """A split's first `limit` rows (all: None) and the images the model sees (binary, or
+        grey levels for a Gaussian decoder), loaded once."""
         key = (name, limit)
         if key not in self._splits:
             split = load_split(self.data_dir, name, limit=limit)
-            self._splits[key] = (split, binarize_once(split, self.seed, name))
+            self._splits[key] = (split, binarize_once(split, self.seed, name, self.likelihood))
         return self._splits[key]
 
     def encodings(self, model: Trained, name: str, limit: int | None = None) -> tuple[Tensor, Tensor]:

@@ -24,9 +24,11 @@ import torch
 from pipeline.data.splits import read_metadata
 from pipeline.evaluation.context import EvalData, Trained
 from pipeline.evaluation.metrics import ais_nll, class_mismatch, latent, nll, prior_nll, semisupervised
+from pipeline.evaluation.per_image import PER_IMAGE
 from pipeline.infra import accel, atomic
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.infra.errors import PipelineError
+from pipeline.model.likelihood import continuous_inputs
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.vocab import method_name
 from pipeline.train.trainer import choose_device, load_trained
@@ -67,7 +69,10 @@ def describe(trained: Trained, data_dir: str | Path) -> dict[str, Any]:
     return {"divergence": spec.objective.divergence, "alpha": spec.objective.alpha,
             "lambda": spec.objective.lambda_, "encoder": spec.model.encoder, "decoder": spec.model.decoder,
             "latent_dim": spec.model.latent_dim,
-            "method": method_name(spec.objective.divergence, spec.objective.alpha, spec.objective.lambda_),
+            # NLLs of different likelihoods (a probability, a density) are not comparable
+            "likelihood": getattr(spec.model, "likelihood", "bernoulli"),
+            "method": method_name(spec.objective.divergence, spec.objective.alpha, spec.objective.lambda_,
+                                  spec.objective.scaling),
             "train_size": spec.train.train_size or read_metadata(Path(data_dir) / "train.parquet")["rows"]}
 
 
@@ -76,7 +81,8 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, settings: EvaluateParams, da
                         metrics: tuple[Metric, ...] = METRICS,
                         grids: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Every wanted metric of one checkpoint as a flat dict (one table row), with seconds_<name>
-    for each. `log` gets one line per metric; progress_every_s prints log-likelihood progress
+    for each, and the per-image NLLs under per_image.PER_IMAGE (the stage tables them apart).
+    `log` gets one line per metric; progress_every_s prints log-likelihood progress
     to stderr at that period; grids: the sweep grids naming the cell (evaluate.metric_grids)."""
     say = log or (lambda _msg: None)
     net, spec = load_trained(checkpoint_dir)  # on the CPU first: the spec may choose the device
@@ -87,21 +93,26 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, settings: EvaluateParams, da
     torch.set_num_threads(settings.threads)
     pin_malloc_thresholds()  # see pipeline.infra.env: chunk buffers otherwise page-fault afresh
     trained = Trained(net, spec, device, rows, fast.amp_dtype)
-    data = EvalData(Path(data_dir), settings.seed, settings.batch_size, progress_every_s)
+    likelihood = getattr(spec.model, "likelihood", "bernoulli")
+    data = EvalData(Path(data_dir), settings.seed, settings.batch_size, progress_every_s, likelihood)
     test, _ = data.split("test")
+    # a Gaussian decoder's cell reads the grey levels: no binarization (pipeline.model.likelihood)
+    binarization = test.binarization if not continuous_inputs(likelihood) else "none (grey levels)"
     row: dict[str, Any] = {"checkpoint": str(checkpoint_dir), **describe(trained, data_dir),
-                           "device": device.type, "seed": settings.seed, "binarization": test.binarization,
+                           "device": device.type, "seed": settings.seed, "binarization": binarization,
                            **fast.summary()}
     timings: dict[str, float] = {}
+    per_image: dict[str, Any] = {}
     for metric in wanted(settings, grids, metrics):
         start = time.perf_counter()
-        out = metric.measure(trained, data, settings)
+        out = dict(metric.measure(trained, data, settings))
         timings[f"seconds_{metric.name}"] = time.perf_counter() - start
+        per_image.update(out.pop(PER_IMAGE, None) or {})  # kept whole, not in the log line
         row.update(out)
         say(f"{metric.name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                            for k, v in out.items())
             + f" ({timings[f'seconds_{metric.name}']:.1f} s)")
-    return {**row, **timings}
+    return {**row, **timings, **({PER_IMAGE: per_image} if per_image else {})}
 
 
 def write_row(row: dict[str, Any], path: str | Path) -> None:

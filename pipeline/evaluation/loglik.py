@@ -36,6 +36,7 @@ from torch import Tensor
 
 from pipeline.infra import accel
 from pipeline.model.base import LOG_2PI, Decoder, at_least_fp32, standard_normal_log_prob
+from pipeline.model.likelihood import HALF_LOG_2PI, gaussian_log_prob_table, gaussian_pixels
 from pipeline.model.objective import InfoVAE
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]  # x [B, ...] -> (mean, std) [B, d]
@@ -189,7 +190,18 @@ def decoder_log_lik(decoder: Decoder, amp: torch.dtype | None = None) -> LogLik:
     Factorized: log p(x|z) = sum_p [x_p l_p - softplus(l_p)] (models.base.bernoulli_log_prob),
     with sum_p x_p l_p as a batched matrix-vector product, so x is never repeated k times.
     Autoregressive (PixelCNN): the logits depend on x itself, so x is repeated across the k z's.
+    Gaussian (model.likelihood): pipeline.model.likelihood's sum, x broadcast over the k z's.
     """
+    if decoder.likelihood == "gaussian":
+        def log_lik_gaussian(x: Tensor, z: Tensor) -> Tensor:
+            b, k, d = z.shape
+            with accel.autocast(amp, z.device.type):
+                logits = decoder.logits(z.reshape(b * k, d))
+            mean, std = gaussian_pixels(at_least_fp32(logits), decoder.std_floor)
+            mean, std = mean.view(b, k, -1), std.view(b, k, -1)
+            u = (x.reshape(b, 1, -1).to(mean.dtype) - mean) / std
+            return (-0.5 * u.square() - torch.log(std)).sum(-1) - HALF_LOG_2PI * u.shape[-1]
+        return log_lik_gaussian
     if decoder.autoregressive:
         def log_lik(x: Tensor, z: Tensor) -> Tensor:
             b, k, d = z.shape
@@ -210,7 +222,13 @@ def decoder_log_lik(decoder: Decoder, amp: torch.dtype | None = None) -> LogLik:
 
 def decoder_log_lik_table(decoder: Decoder) -> LogLikTable:
     """log p(x_b|z_m) [B, M] for every pair: one decoder pass per z for a factorized decoder
-    (then one matrix product with the images), one pass per pair for an autoregressive one."""
+    (then one matrix product with the images; Gaussian: three, in float64), one pass per pair for
+    an autoregressive one."""
+    if decoder.likelihood == "gaussian":
+        def table_gaussian(x: Tensor, z: Tensor) -> Tensor:
+            mean, std = gaussian_pixels(at_least_fp32(decoder.logits(z)), decoder.std_floor)
+            return gaussian_log_prob_table(x.flatten(1), mean.flatten(1), std.flatten(1))
+        return table_gaussian
     if decoder.autoregressive:
         def table(x: Tensor, z: Tensor) -> Tensor:
             m = z.shape[0]
@@ -226,7 +244,8 @@ def decoder_log_lik_table(decoder: Decoder) -> LogLikTable:
 def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *, seed: int = 0,
                          rows: int | None = None, progress: Progress | None = None,
                          amp: torch.dtype | None = None, **ais_options: int) -> LoglikEstimate:
-    """log p(x) of a trained InfoVAE (eval mode) for binary images x [N, 1, 28, 28] on the
+    """log p(x) of a trained InfoVAE (eval mode) for images x [N, 1, 28, 28] (binary; grey levels
+    for a Gaussian decoder, whose log p(x) is a density's) on the
     model's device: method "is" (K = samples draws of q(z|x) per image), "prior" (M = samples
     draws of p(z)) or "ais" (annealed importance sampling, pipeline.evaluation.ais: K = samples
     chains; ais_options steps, leapfrog); at most `rows` z's per decoder call (None: all).

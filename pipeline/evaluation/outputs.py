@@ -6,7 +6,7 @@ profile, so experiments compare column by column:
     table1.<method>.<estimator>   Table 1: each method's test NLL (nats) per estimator
                                   (test_nll: importance sampling, test_nll_stderr; test_<name>_nll:
                                   any other estimator evaluated, e.g. test_prior_nll)
-    cells.evaluated / cells.failed
+    cells.evaluated / cells.failed / cells.diverged (pipeline.train.outcome)
     time.sweep_s, time.sweep_projected_s, time.evaluate_s, time.evaluate_projected_s
 
 (`claims.*`, the claims' verdicts and statistics, are the report stage's metrics file.) Per-cell
@@ -14,7 +14,9 @@ detail stays in metrics.parquet and the plots.
 
 Plots: one CSV per figure of the study (dvc.yaml declares each with its title, axes and the
 template in .dvc/plots/), long format with a `series` column (the method, or the method and
-what the line is), holding only the cells of that figure's grid.
+what the line is), holding only the cells of that figure's grid. A cell whose decoder is not
+Bernoulli is its method with the likelihood named (`MMD-VAE, Gaussian p(x|z)`), in the series and
+in the Table 1 keys alike: a density's NLL is not on the scale of a probability's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.infra import atomic
+from pipeline.train.outcome import DIVERGED
 
 TABLE1, LATENT, SIZE, INFO, ALPHA_LAMBDA = "table1", "latent_dim", "train_size", "information_preference", \
     "alpha_lambda"
@@ -42,6 +45,14 @@ PLOTS = {
     "information_mi.csv": ("series", "epoch", "val_mi"),
     "alpha_lambda_nll.csv": ("series", "lambda", "test_nll"),
 }
+
+
+def method(row: dict[str, Any]) -> str:
+    """The cell's method, with its likelihood named when it is not the Bernoulli (see above)."""
+    likelihood = row.get("likelihood") or "bernoulli"
+    if likelihood == "bernoulli":
+        return row["method"]
+    return f"{row['method']}, {likelihood.capitalize()} p(x|z)"
 
 
 def slug(text: str) -> str:
@@ -67,16 +78,17 @@ def _read(path: Path) -> dict[str, Any]:
 def summary(rows: list[dict], sweep_dir: Path, evaluate_s: float) -> dict[str, Any]:
     table: dict[str, dict[str, float]] = {}
     for r in sorted(_in(rows, TABLE1), key=lambda r: r.get("test_nll") or float("inf")):
-        if slug(r["method"]) in table:
+        if slug(method(r)) in table:
             continue  # several cells of a method (e.g. two decoders): the one of lowest NLL
-        table[slug(r["method"])] = {k: round(float(v), 4) for k, v in r.items()
+        table[slug(method(r))] = {k: round(float(v), 4) for k, v in r.items()
                                     if ESTIMATOR.match(k) and v is not None}
     sweep, plan = _read(sweep_dir / "sweep.json"), _read(sweep_dir / "plan.json")
     times = {"sweep_s": (sweep.get("seconds") or {}).get("fit"), "sweep_projected_s": plan.get("sweep_s"),
              "evaluate_s": round(evaluate_s, 1), "evaluate_projected_s": plan.get("evaluate_s")}
     out: dict[str, Any] = {TABLE1: table} if table else {}
     out["cells"] = {"evaluated": sum(r["status"] == "EVALUATED" for r in rows),
-                    "failed": sum(r["status"] == "FAILED" for r in rows)}
+                    "failed": sum(r["status"] == "FAILED" for r in rows),
+                    "diverged": sum(r["status"] == DIVERGED for r in rows)}
     out["time"] = {k: (round(float(v), 1) if v is not None else None) for k, v in times.items()}
     return out
 
@@ -100,15 +112,15 @@ def _csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> No
     atomic.write_bytes(path, buf.getvalue().encode())
 
 
-def _points(rows: list[dict], x: str, y: str, series=lambda r: r["method"]) -> list[dict]:
+def _points(rows: list[dict], x: str, y: str, series=method) -> list[dict]:
     return sorted(({"series": series(r), x: r.get(x), y: r.get(y)} for r in rows),
                   key=lambda p: (p["series"], p[x] if p[x] is not None else 0))
 
 
 def _curves(rows: list[dict], history: list[dict], y: str) -> list[dict]:
-    method = {r["cell"]: r["method"] for r in rows}
-    return [{"series": method[h["cell"]], "epoch": int(h["epoch"]), y: h.get(y)}
-            for h in history if h["cell"] in method]
+    names = {r["cell"]: method(r) for r in rows}
+    return [{"series": names[h["cell"]], "epoch": int(h["epoch"]), y: h.get(y)}
+            for h in history if h["cell"] in names]
 
 
 def plot_data(rows: list[dict], history: list[dict], curve_latent_dim: int | None = None) -> dict[str, list]:
@@ -117,15 +129,15 @@ def plot_data(rows: list[dict], history: list[dict], curve_latent_dim: int | Non
     dims = sorted({r["latent_dim"] for r in latent})
     at = curve_latent_dim if curve_latent_dim in dims or not dims else max(dims)
     labels = sorted({int(k.split("_")[2]) for r in latent for k in r if re.fullmatch(r"ss_error_\d+", k)})
-    ss = [{"series": f"{r['method']}, {n} labels", "latent_dim": r["latent_dim"],
+    ss = [{"series": f"{method(r)}, {n} labels", "latent_dim": r["latent_dim"],
            "ss_error": r.get(f"ss_error_{n}")}
           for n in labels for r in sorted(latent, key=lambda r: (r["method"], r["latent_dim"]))]
-    logdet = [{"series": f"{r['method']}, {split} encodings", "train_size": r.get("train_size"),
+    logdet = [{"series": f"{method(r)}, {split} encodings", "train_size": r.get("train_size"),
                "logdet_cov": r.get(key)}
               for split, key in (("train", "train_logdet_cov"), ("test", "logdet_cov"))
               for r in sorted(size, key=lambda r: (r["method"], r.get("train_size") or 0))]
     return {
-        "table1_nll.csv": [{"series": r["method"], "test_nll": r.get("test_nll")} for r in _in(rows, TABLE1)],
+        "table1_nll.csv": [{"series": method(r), "test_nll": r.get("test_nll")} for r in _in(rows, TABLE1)],
         "latent_mmd.csv": _points(latent, "latent_dim", "mmd"),
         "latent_logdet.csv": _points(latent, "latent_dim", "logdet_cov"),
         "latent_class_mismatch.csv": _points(latent, "latent_dim", "class_mismatch"),

@@ -2,7 +2,9 @@
 
 Inputs: results/sweep/best.json (the best trial per cell and its checkpoint) and the prepared
 data. Outputs (results/eval/, DVC outs): metrics.parquet (one row per cell: the cell, its
-trial, every metric of pipeline.evaluation.evaluate), history.parquet (the best trials'
+trial, every metric of pipeline.evaluation.evaluate), per_image_nll.parquet (every cell's NLL of
+every test image, with the image's index and pixel digest: pipeline.evaluation.per_image),
+history.parquet (the best trials'
 per-epoch training metrics, for the over-training figures), images/<cell>/ (their sample and
 reconstruction grids), summary.json (DVC metrics) and plots/*.csv (DVC plots).
 
@@ -22,15 +24,27 @@ from typing import Any
 from pipeline.data.splits import content_digest
 from pipeline.evaluation.jobs import Job, cache_key, evaluate_job
 from pipeline.evaluation.outputs import write_plots, write_summary
+from pipeline.evaluation.per_image import COLUMNS as PER_IMAGE_COLUMNS
+from pipeline.evaluation.per_image import split_row, table_rows
 from pipeline.evaluation.progress import EvalProgress, projected
 from pipeline.evaluation.tracking_log import log_evaluation
 from pipeline.infra import atomic, tracking
 from pipeline.infra.errors import PipelineError
-from pipeline.infra.layout import BEST, CACHE, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES
+from pipeline.infra.layout import (
+    BEST,
+    CACHE,
+    HISTORY,
+    IMAGES,
+    METRICS,
+    PER_IMAGE_NLL,
+    RECONSTRUCTIONS,
+    SAMPLES,
+)
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.stages import StageParams, stage_params
 from pipeline.sweep.space import check_complete, verify_checkpoint
 from pipeline.train import checkpoint as ckpt
+from pipeline.train.outcome import DIVERGED, diverged
 
 
 class EvaluationError(PipelineError):
@@ -55,6 +69,16 @@ def _meta(cell: str, entry: dict[str, Any]) -> dict[str, Any]:
             "mlflow_run_id": entry.get("mlflow_run_id"), "method": entry.get("method")}
 
 
+# A diverged cell's row keeps its last epoch's training metrics (what the rule read), for display.
+TRAINING_FINAL = ("val_nelbo", "val_loss", "val_recon", "val_kl", "val_div")
+DIVERGED_TAG = "infovae.diverged"
+
+
+def diverged_tags(reason: str) -> dict[str, str]:
+    """The tags on a diverged cell's trial run: why, and that its evaluation was withheld."""
+    return {DIVERGED_TAG: reason[:4000], "infovae.eval.status": DIVERGED}
+
+
 def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[str, Any]:
     """The evaluate stage over params (its view: pipeline.params.stages)."""
     params = params if isinstance(params, StageParams) else stage_params(params, "evaluate")
@@ -70,12 +94,20 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
         update={"path": str(base / params.evaluate.classifier.path)})})
     test_digest = content_digest(data_dir, ("test", "train"))
     start = time.perf_counter()
-    cached, todo = {}, []
+    cached, todo, states, why = {}, [], {}, {}
     for n, (cell, entry) in enumerate(best.items(), 1):
         if not entry.get("checkpoint"):
             log(f"[{n}/{len(best)}] {entry['label']}: no usable trial ({entry.get('errors')})")
             continue
         verify_checkpoint(base, cell, entry)  # damaged after it was written: named, with the fix
+        # Only the history is kept (the weights are the jobs' to load).
+        states[cell] = {"history": ckpt.load(base / entry["checkpoint"] / ckpt.FILENAME).get("history") or []}
+        # A run that finished but learned nothing (pipeline.train.outcome): not measured, never
+        # in a claim; the row says why, with its last epoch's training metrics.
+        why[cell] = diverged((states[cell]["history"] or [{}])[-1])
+        if why[cell]:
+            log(f"[{n}/{len(best)}] {entry['label']}: {DIVERGED}, not evaluated ({why[cell]})")
+            continue
         grids = tuple(entry.get("grids") or ())
         key = cache_key(base / entry["checkpoint"] / ckpt.FILENAME, settings, test_digest, grids)
         path = cache / f"{key}.json"
@@ -86,7 +118,7 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
             todo.append(Job(cell, f"[{n}/{len(best)}] {entry['label']}", entry["checkpoint"], path,
                             autoregressive=entry.get("decoder") == "pixelcnn", grids=grids))
     fresh = run_jobs(todo, params, settings, base, data_dir, log)
-    rows, history = [], []
+    rows, history, per_image = [], [], []
     client = None
     with atomic.replace_dir(out / IMAGES) as images:
         for cell, entry in best.items():
@@ -94,10 +126,19 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
             if not entry.get("checkpoint"):
                 rows.append({**meta, "status": "FAILED", "error": "; ".join(entry.get("errors") or [])})
                 continue
-            result = cached.get(cell) or fresh[cell]
             directory = base / entry["checkpoint"]
+            history.extend(history_rows(cell, states[cell]))
+            if why[cell]:
+                final = states[cell]["history"][-1]
+                rows.append({**meta, **{k: final.get(k) for k in TRAINING_FINAL}, "status": DIVERGED,
+                             "error": why[cell]})
+                if entry.get("mlflow_run_id"):
+                    client = client or tracking.client(params.tracking, base)
+                    tracking.set_tags(client, entry["mlflow_run_id"], diverged_tags(why[cell]))
+                continue
+            result, values = split_row(cached.get(cell) or fresh[cell])
+            per_image.extend(table_rows(cell, entry.get("trial_id"), values))
             rows.append({**meta, **result, "status": "EVALUATED", "error": None})
-            history.extend(history_rows(cell, ckpt.load(directory / ckpt.FILENAME)))
             for name in (SAMPLES, RECONSTRUCTIONS):
                 if (directory / name).is_file():
                     (images / cell).mkdir(exist_ok=True)
@@ -105,12 +146,13 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
             if entry.get("mlflow_run_id"):
                 client = client or tracking.client(params.tracking, base)
                 log_evaluation(client, entry["mlflow_run_id"], result)
-    _write_tables(out, rows, history)
+    _write_tables(out, rows, history, per_image)
     summary = write_summary(base / params.evaluate.summary, rows, base / params.sweep.out_dir,
                             time.perf_counter() - start)
     write_plots(base / params.evaluate.plots_dir, rows, history, params.report.curve_latent_dim)
     return {"cells": len(rows), "evaluated": sum(r["status"] == "EVALUATED" for r in rows),
             "evaluated_now": len(fresh), "failed": sum(r["status"] == "FAILED" for r in rows),
+            "diverged": sum(r["status"] == DIVERGED for r in rows),
             "seconds": round(time.perf_counter() - start, 1), "summary": len(summary)}
 
 
@@ -135,6 +177,18 @@ def run_jobs(jobs: list[Job], params: StageParams, settings: EvaluateParams, bas
         return run_on_ray(jobs, params, settings, base, data_dir, log, progress)
 
 
-def _write_tables(out: Path, rows: list[dict], history: list[dict]) -> None:
+def _write_tables(out: Path, rows: list[dict], history: list[dict], per_image: list[dict]) -> None:
     atomic.write_parquet(out / METRICS, rows)
     atomic.write_parquet(out / HISTORY, history)
+    # Always written (a DVC out), with its columns even when no cell has per-image values.
+    if per_image:
+        atomic.write_parquet(out / PER_IMAGE_NLL, per_image)
+    else:
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(pa.table({c: pa.array([], pa.null()) for c in PER_IMAGE_COLUMNS}), buf)
+        atomic.write_bytes(out / PER_IMAGE_NLL, buf.getvalue())

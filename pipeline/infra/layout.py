@@ -7,3 +7,4 @@ SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
 # evaluate stage outs (evaluate.out_dir)
 METRICS, HISTORY, SUMMARY, IMAGES, PLOTS, CACHE = (
     "metrics.parquet", "history.parquet", "summary.json", "images", "plots", "cache")
+PER_IMAGE_NLL = "per_image_nll.parquet"  # every cell's NLL of every test image (paired comparisons)

@@ -3,7 +3,8 @@
 Encoders: "mlp", "conv" (DCGAN-style). Decoders: "mlp", "conv" (factorized Bernoulli) and
 "pixelcnn" (autoregressive): the two-stack gated PixelCNN with z as a global conditioning vector
 (model.pixelcnn_arch "gated", the default) or the single-stack one with a spatial conditioning
-map and the blind spot ("single", for ablation).
+map and the blind spot ("single", for ablation). model.likelihood "gaussian" (grey levels, a
+mean and a std per pixel, pipeline.model.likelihood) is for the factorized decoders only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from pipeline.model.base import Decoder, Encoder, apply_init
 from pipeline.model.conv import ConvDecoder, ConvEncoder
 from pipeline.model.gated_pixelcnn import GatedPixelCNNDecoder
+from pipeline.model.likelihood import DECODER_STD_FLOOR
 from pipeline.model.mlp import MLPDecoder, MLPEncoder
 from pipeline.model.pixelcnn import PixelCNNDecoder
 
@@ -43,10 +45,15 @@ def build_decoder(params: ModelParams) -> Decoder:
 
 
 def _decoder(params: ModelParams) -> Decoder:
+    likelihood = getattr(params, "likelihood", "bernoulli")
+    floor = getattr(params, "decoder_std_floor", DECODER_STD_FLOOR)
     if params.decoder == "mlp":
-        return MLPDecoder(params.latent_dim, list(params.hidden))
+        return MLPDecoder(params.latent_dim, list(params.hidden), likelihood, floor)
     if params.decoder == "conv":
-        return ConvDecoder(params.latent_dim, list(params.conv_channels), params.conv_fc)
+        return ConvDecoder(params.latent_dim, list(params.conv_channels), params.conv_fc, likelihood, floor)
+    if likelihood != "bernoulli":  # the schema refuses it first (pipeline.params.model)
+        raise ValueError(f"model.likelihood {likelihood!r} needs a factorized decoder (mlp, conv), "
+                         f"not {params.decoder!r}")
     if params.decoder == "pixelcnn" and params.pixelcnn_arch == "gated":
         return GatedPixelCNNDecoder(params.latent_dim, params.pixelcnn_layers, params.pixelcnn_maps)
     if params.decoder == "pixelcnn":

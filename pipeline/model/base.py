@@ -1,8 +1,9 @@
 """The two interfaces every model family implements.
 
-Images are float tensors [B, 1, 28, 28] with binary values (dynamic binarization samples them
-before they reach a model). All log-probabilities are in nats, summed over the 784 pixels or
-the latent dimensions, one value per example.
+Images are float tensors [B, 1, 28, 28]: binary values for a Bernoulli decoder (dynamic
+binarization samples them before they reach a model), the grey levels in [0, 1] for a Gaussian
+one (model.likelihood, pipeline.model.likelihood). All log-probabilities are in nats, summed over
+the 784 pixels or the latent dimensions, one value per example.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pipeline.model.likelihood import DECODER_STD_FLOOR, gaussian_log_prob, gaussian_pixels
 
 IMAGE_SHAPE = (1, 28, 28)
 LOG_2PI = math.log(2 * math.pi)
@@ -28,32 +31,45 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """p(x|z): a Bernoulli distribution over the 784 binary pixels, factorized or autoregressive."""
+    """p(x|z): a Bernoulli distribution over the 784 binary pixels, factorized or autoregressive;
+    or (likelihood "gaussian", factorized only) a Gaussian over the 784 grey levels."""
 
     autoregressive: bool = False
+    likelihood: str = "bernoulli"  # or "gaussian" (pipeline.model.likelihood)
+    std_floor: float = DECODER_STD_FLOOR  # gaussian: sigma >= std_floor
 
     def logits(self, z: Tensor, x: Tensor | None = None) -> Tensor:
-        """Bernoulli logits [B,1,28,28]. An autoregressive decoder needs x (teacher forcing):
-        the logit of pixel i depends on z and on the pixels of x before i in raster order."""
+        """Bernoulli logits [B,1,28,28] (gaussian: [B,2,28,28], the logits of mu and sigma).
+        An autoregressive decoder needs x (teacher forcing): the logit of pixel i depends on z
+        and on the pixels of x before i in raster order."""
         raise NotImplementedError
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         """Exact log p(x|z) [B], in nats; the sum in fp32 whatever precision the logits had
         (under bf16 autocast a bf16 sum over 784 pixels would be off by ~0.3 nats)."""
-        return bernoulli_log_prob(x, at_least_fp32(self.logits(z, x)))
+        logits = at_least_fp32(self.logits(z, x))
+        if self.likelihood == "gaussian":
+            return gaussian_log_prob(x, *gaussian_pixels(logits, self.std_floor))
+        return bernoulli_log_prob(x, logits)
 
     @torch.no_grad()
     def sample(self, z: Tensor) -> Tensor:
-        """x ~ p(x|z), binary [B,1,28,28] (torch's global RNG)."""
+        """x ~ p(x|z) [B,1,28,28] (torch's global RNG): binary, or mu + sigma eps (gaussian)."""
+        if self.likelihood == "gaussian":
+            mean, std = gaussian_pixels(self.logits(z), self.std_floor)
+            return mean + std * torch.randn_like(mean)
         return torch.bernoulli(torch.sigmoid(self.logits(z)))
 
     @torch.no_grad()
     def mean_image(self, z: Tensor) -> Tensor:
-        """An image to show for z: pixel probabilities (factorized) or a sample (autoregressive)."""
+        """An image to show for z: pixel probabilities (factorized), mu (gaussian) or a sample
+        (autoregressive)."""
+        if self.likelihood == "gaussian":
+            return gaussian_pixels(self.logits(z), self.std_floor)[0]
         return torch.sigmoid(self.logits(z))
 
 
-STD_PARAMS = ("softplus", "sigmoid")
+STD_PARAMS = ("sigmoid", "softplus")
 INIT_SCHEMES = ("default", "xavier")
 
 
@@ -62,12 +78,15 @@ def at_least_fp32(t: Tensor) -> Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
-def gaussian_head(out: Tensor, std_floor: float, std_param: str = "softplus") -> tuple[Tensor, Tensor]:
+def gaussian_head(out: Tensor, std_floor: float, std_param: str = "sigmoid") -> tuple[Tensor, Tensor]:
     """Split a [B, 2d] output (mean, raw) into (mean, std).
 
-    softplus (ours): std = softplus(raw) + std_floor, smooth and unbounded above.
-    sigmoid (the InfoVAE authors' encoder, ShengjiaZhao/PixelCNN models.py):
-    std = max(sigmoid(raw), std_floor), so std_floor <= std <= 1 -- never wider than the prior.
+    sigmoid (the default; the InfoVAE authors' encoder, ShengjiaZhao/PixelCNN models.py,
+    `tf.maximum(sigmoid(.), 0.001)`): std = max(sigmoid(raw), std_floor), so std_floor <= std <= 1
+    -- never wider than the prior. Without a KL term (alpha = 1) nothing else bounds the std of
+    a latent dimension the decoder does not use; bounded, its codes stay at the prior's scale.
+    softplus: std = softplus(raw) + std_floor, smooth and unbounded above (an unused dimension's
+    std drifts to 4-6 under alpha = 1; kept as an option and for the ablation).
     The floor keeps log q(z|x) = -sum log std - ... finite when an encoder becomes
     near-deterministic (MMD-VAE, alpha = 1, has no KL term pulling std up), which the
     importance-sampling log-likelihood estimate and the mutual-information estimate need.
@@ -80,7 +99,7 @@ def gaussian_head(out: Tensor, std_floor: float, std_param: str = "softplus") ->
     return mean, F.softplus(raw) + std_floor
 
 
-def init_gaussian_head(layer: nn.Linear, std_floor: float, std_param: str = "softplus") -> None:
+def init_gaussian_head(layer: nn.Linear, std_floor: float, std_param: str = "sigmoid") -> None:
     """softplus: set the std half of the bias to softplus^-1(1 - floor): q(z|x) starts with std ~ 1,
     like the prior, so the initial KL term is O(1) per dimension and the decoder sees z of prior
     scale. sigmoid: left as the init scheme made it (the authors': zero bias, std ~ sigmoid(0) = 0.5)."""

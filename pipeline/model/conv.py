@@ -1,7 +1,9 @@
-"""DCGAN-style convolutional encoder and factorized Bernoulli decoder, as in the InfoVAE authors' code.
+"""DCGAN-style convolutional encoder and factorized decoder, as in the InfoVAE authors' code.
 
 Encoder: conv c0 4x4/2 (28 -> 14) -> conv c1 4x4/2 (14 -> 7) -> FC conv_fc -> 2 * latent_dim.
-Decoder: FC conv_fc -> FC 7x7xc1 -> deconv c0 4x4/2 (7 -> 14) -> deconv 1 4x4/2 (14 -> 28) logits.
+Decoder: FC conv_fc -> FC 7x7xc1 -> deconv c0 4x4/2 (7 -> 14) -> deconv 1 4x4/2 (14 -> 28) logits;
+gaussian likelihood: the last deconv has 2 output maps, the mean's and the std's logits, two heads
+on the same features as the authors' Fig. 4 decoder (pipeline.model.likelihood).
 Activations follow the authors' TensorFlow code (and DCGAN, Radford et al. 2016): LeakyReLU(0.1)
 in the encoder, ReLU in the decoder; no batch norm (the authors use none in the VAE models).
 padding=1 reproduces TensorFlow's "SAME" padding for a 4x4 kernel with stride 2.
@@ -19,13 +21,14 @@ from pipeline.model.base import (
     gaussian_head,
     init_gaussian_head,
 )
+from pipeline.model.likelihood import DECODER_STD_FLOOR, output_channels
 
 LEAK = 0.1  # the authors' lrelu(x, rate=0.1)
 
 
 class ConvEncoder(Encoder):
     def __init__(self, latent_dim: int, channels: list[int], fc: int, std_floor: float = 1e-3,
-                 std_param: str = "softplus", init: str = "default"):
+                 std_param: str = "sigmoid", init: str = "default"):
         super().__init__()
         c0, c1 = channels
         self.latent_dim, self.std_floor, self.std_param = latent_dim, float(std_floor), std_param
@@ -44,16 +47,17 @@ class ConvEncoder(Encoder):
 
 
 class ConvDecoder(Decoder):
-    def __init__(self, latent_dim: int, channels: list[int], fc: int):
+    def __init__(self, latent_dim: int, channels: list[int], fc: int, likelihood: str = "bernoulli",
+                 std_floor: float = DECODER_STD_FLOOR):
         super().__init__()
         c0, c1 = channels
-        self.latent_dim = latent_dim
+        self.latent_dim, self.likelihood, self.std_floor = latent_dim, likelihood, float(std_floor)
         self.net = nn.Sequential(
             nn.Linear(latent_dim, fc), nn.ReLU(),
             nn.Linear(fc, c1 * 7 * 7), nn.ReLU(),
             nn.Unflatten(1, (c1, 7, 7)),
             nn.ConvTranspose2d(c1, c0, 4, stride=2, padding=1), nn.ReLU(),  # 7 -> 14
-            nn.ConvTranspose2d(c0, IMAGE_SHAPE[0], 4, stride=2, padding=1),  # 14 -> 28, logits
+            nn.ConvTranspose2d(c0, output_channels(likelihood), 4, stride=2, padding=1),  # 14 -> 28, logits
         )
 
     def logits(self, z: Tensor, x: Tensor | None = None) -> Tensor:

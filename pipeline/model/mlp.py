@@ -1,4 +1,5 @@
-"""Fully connected encoder and factorized Bernoulli decoder (Kingma & Welling 2014, App. C)."""
+"""Fully connected encoder and factorized decoder (Kingma & Welling 2014, App. C): Bernoulli, or
+Gaussian with a per-pixel mean and std (pipeline.model.likelihood)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pipeline.model.base import (
     gaussian_head,
     init_gaussian_head,
 )
+from pipeline.model.likelihood import DECODER_STD_FLOOR, output_channels
 
 N_PIXELS = math.prod(IMAGE_SHAPE)
 
@@ -22,7 +24,7 @@ class MLPEncoder(Encoder):
     """784 -> hidden[0] -> ... -> hidden[-1] -> 2 * latent_dim, ReLU between layers."""
 
     def __init__(self, latent_dim: int, hidden: list[int], std_floor: float = 1e-3,
-                 std_param: str = "softplus", init: str = "default"):
+                 std_param: str = "sigmoid", init: str = "default"):
         super().__init__()
         self.latent_dim, self.std_floor, self.std_param = latent_dim, float(std_floor), std_param
         layers: list[nn.Module] = []
@@ -40,19 +42,22 @@ class MLPEncoder(Encoder):
 
 
 class MLPDecoder(Decoder):
-    """latent_dim -> reversed(hidden) -> 784 Bernoulli logits (factorized p(x|z))."""
+    """latent_dim -> reversed(hidden) -> 784 Bernoulli logits (factorized p(x|z)); gaussian:
+    2 x 784, the logits of each pixel's mean and std."""
 
-    def __init__(self, latent_dim: int, hidden: list[int]):
+    def __init__(self, latent_dim: int, hidden: list[int], likelihood: str = "bernoulli",
+                 std_floor: float = DECODER_STD_FLOOR):
         super().__init__()
-        self.latent_dim = latent_dim
+        self.latent_dim, self.likelihood, self.std_floor = latent_dim, likelihood, float(std_floor)
+        self.channels = output_channels(likelihood)
         layers: list[nn.Module] = []
         width = latent_dim
         for h in reversed(hidden):
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
-        layers.append(nn.Linear(width, N_PIXELS))
+        layers.append(nn.Linear(width, self.channels * N_PIXELS))
         self.net = nn.Sequential(*layers)
 
     def logits(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         # x is ignored: the pixels are conditionally independent given z.
-        return self.net(z).view(-1, *IMAGE_SHAPE)
+        return self.net(z).view(-1, self.channels, *IMAGE_SHAPE[1:])

@@ -6,22 +6,25 @@ ELBO/VAE: alpha = 0, lambda = 1; beta-VAE: alpha + lambda - 1 = 0, beta = 1 - al
 MMD-VAE / AAE-like: alpha = 1 (no KL term). The divergence D is the one pluggable piece.
 
 Loss scaling (objective.scaling). "per_image" minimises L above, the batch mean of per-image
-nats. "authors" minimises what the InfoVAE authors' PixelCNN code does (ShengjiaZhao/PixelCNN,
-models.py and autoencoder.py: `decoder.loss + encoder.reg_loss`, with the decoder's loss a
-reduce_mean of the pixel cross-entropies and the ELBO regulariser a reduce_mean of the per-dim
-KL, both over batch and dims; their MMD/adversarial regularisers are batch scalars, added as is):
+nats. "authors" minimises it as the InfoVAE authors' PixelCNN code weighs and scales it
+(ShengjiaZhao/PixelCNN, models.py and autoencoder.py: `decoder.loss + encoder.reg_loss`, with
+the decoder's loss a reduce_mean of the pixel cross-entropies and the ELBO regulariser a
+reduce_mean of the per-dim KL, both over batch and dims; their MMD/Stein/adversarial ones are
+batch scalars, added as is):
 
-    L_authors = E[-log p(x|z)] / P + (1 - alpha) KL / d + (alpha + lambda - 1) D
-              = (1/P) [ E[-log p(x|z)] + (1 - alpha) (P/d) KL + P (alpha + lambda - 1) D ]
+    L_authors = (1/P) [ E[-log p(x|z)] + (1 - alpha) (P/d) KL + (alpha + lambda - 1) D ]
+              = E[-log p(x|z)] / P + (1 - alpha) KL / d + (alpha + lambda - 1) D / P
 
-with P = 784 pixels and d the latent dimension: per image, the KL weighs P/d times more (78.4
-at d = 10) and D P times more than with "per_image", and the whole is 1/P as large (which
-matters to the optimiser only through clipping, weight decay and epsilon). Their ELBO run is
-alpha = 0, lambda = 1; their "kernel" (MMD) run adds the MMD with weight 1, i.e. alpha = 1,
-lambda = 1 here (= lambda 784 per image). The same D weight per image needs
-alpha + lambda_authors - 1 = (alpha + lambda_per_image - 1) / P: with alpha = 1, lambda / 784 (a
-grid's lambda = 1000 under "authors" weighs D 784 times more than under "per_image").
-Terms.recon / kl stay per-image nats either way.
+with P = 784 pixels and d the latent dimension. lambda is a per-image weight under both
+scalings: the D term is (alpha + lambda - 1) D per image, as with "per_image", and only the
+conversion to their units (the 1/P, in this one place) differs. What "authors" changes per
+image is the KL's weight, P/d times larger (78.4 at d = 10: their ELBO is a beta-VAE with
+beta = P/d), and the whole is 1/P as large (which matters to the optimiser only through
+clipping, weight decay and epsilon). So with alpha = 1 (no KL term), P L_authors = L_per_image:
+a grid's lambda = 1000 means the same D weight under either scaling. Their ELBO run is
+alpha = 0, lambda = 1; their "kernel" (MMD), Stein and adversarial runs add the regulariser
+with weight 1 in their units, i.e. alpha = 1, lambda = P = 784 here. Terms.recon / kl stay
+per-image nats either way.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class InfoVAE(nn.Module):
 
     def loss(self, recon: Tensor, kl: Tensor, div: Tensor, pixels: int) -> Tensor:
         """The scalar minimised from per-image recon [B], KL [B] and the batch's D (module docstring)."""
-        if self.scaling == "authors":
+        if self.scaling == "authors":  # lambda per image: the D term is converted like the recon
             return recon.mean() / pixels + (1.0 - self.alpha) * kl.mean() / self.encoder.latent_dim \
-                + self.div_weight * div
+                + self.div_weight * div / pixels
         return recon.mean() + (1.0 - self.alpha) * kl.mean() + self.div_weight * div

@@ -86,10 +86,15 @@ class EvaluateParams(Section):
     # cell's own training set: log-det on train vs test shows over-fitting, the paper's Fig. 4).
     # encodings for MMD / log-det / MI / active units (test, and train); null: all
     latent_size: int | None = Field(None, ge=2)
-    # Semi-supervised error: RBF SVM on posterior means of labelled train images, scored on
-    # the test encodings; repeated with seeded class-balanced draws.
-    # labelled images per run (one error per size)
-    semisupervised_labels: list[int] = Field([100, 1000], min_length=1)
+    # MMD(q(z), p(z)) of Fig. 3A: the unbiased U-statistic on sampled codes z ~ q(z|x) of the
+    # first mmd_samples train images against as many N(0, I) samples (the authors: 40k of each).
+    # sampled train codes for the unbiased MMD to the prior (authors: 40000)
+    mmd_samples: int = Field(10000, ge=2)
+    # Semi-supervised error (the authors' Fig. 3E: 1000 labels): RBF SVM on sampled codes
+    # z ~ q(z|x) of labelled train images, gamma by cross-validation on the labelled draw, scored
+    # on sampled test codes; repeated with seeded class-balanced draws (the s.e. comes from them).
+    # labelled images per run (one error per size; the authors: 1000)
+    semisupervised_labels: list[int] = Field([1000], min_length=1)
     semisupervised_repeats: int = Field(5, ge=1)
     semisupervised_pool: int = Field(10000, ge=1)  # first n train images to draw labels from
     # Class mismatch of generated samples: n decoded prior samples; "sample" classifies

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from pipeline.infra.errors import PipelineError
 from pipeline.params.data import DataParams
@@ -44,6 +44,16 @@ class Params(BaseModel):
     tracking: TrackingParams = TrackingParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> Params:
+        # A Gaussian decoder models the grey levels: only dynamic binarization keeps them in the
+        # prepared files (threshold and fixed store binary pixels). Checked for every grid cell too.
+        if self.model.likelihood == "gaussian" and self.data.binarization != "dynamic":
+            raise ValueError(f"model.likelihood 'gaussian' models the grey levels, but data.binarization "
+                             f"{self.data.binarization!r} prepares binary pixels: use data.binarization: "
+                             "dynamic (its files keep the grey levels) or model.likelihood: bernoulli")
+        return self
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -22,12 +22,15 @@ class ModelParams(Section):
     hidden: list[int] = Field([512, 512], min_length=1)  # MLP widths (decoder mirrors them)
     conv_channels: list[int] = Field([64, 128], min_length=2, max_length=2)  # DCGAN-style
     conv_fc: int = Field(1024, ge=1)
-    # q(z|x) std = softplus(.) + std_floor: keeps log q(z|x) finite for near-deterministic
-    # encoders (MMD-VAE has no KL term pulling the std up), which the IS estimator needs.
+    # the least q(z|x) std: keeps log q(z|x) finite for near-deterministic encoders (MMD-VAE has
+    # no KL term pulling the std up), which the IS estimator needs.
+    # std >= std_floor, so log q(z|x) stays finite (the authors': 1e-3)
     std_floor: float = Field(1e-3, ge=0.0, le=1.0)
-    # softplus: std = softplus(.) + floor, started at std ~ 1; sigmoid (the authors'):
-    # std = max(sigmoid(.), floor) <= 1, started at ~0.5 (pipeline.model.base.gaussian_head).
-    std_param: Literal["softplus", "sigmoid"] = "softplus"
+    # q(z|x) std (pipeline.model.base.gaussian_head). sigmoid (the authors'): std = max(sigmoid(.),
+    # floor) <= 1, never wider than the prior, started at ~0.5; softplus: std = softplus(.) + floor,
+    # unbounded above (with alpha = 1 an unused latent dim's std drifts to 4-6), started at ~1.
+    # sigmoid (bounded by 1, the authors') | softplus (unbounded, started at ~1)
+    std_param: Literal["sigmoid", "softplus"] = "sigmoid"
     # default: PyTorch's layer init; xavier: Glorot-uniform weights, zero biases (the authors' TF default).
     init: Literal["default", "xavier"] = "default"
     # gated: two-stack gated PixelCNN, z a global conditioning vector (van den Oord et al. 2016b;
@@ -36,6 +39,20 @@ class ModelParams(Section):
     pixelcnn_layers: int = Field(12, ge=2, le=64)  # first kernel 7 wide, then 3
     pixelcnn_maps: int = Field(32, ge=4, le=512)
     pixelcnn_cond_maps: int = Field(16, ge=1, le=512)  # single only: spatial z-map channels
+    # p(x|z) (pipeline.model.likelihood). bernoulli: binary pixels (data.binarization); gaussian:
+    # the grey levels as they are, a mean and a std per pixel (the authors' Fig. 4; mlp, conv only).
+    # bernoulli (binary pixels) | gaussian (grey levels in [0, 1]; factorized decoders only)
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    # gaussian only: sigma = max(sigmoid(.), decoder_std_floor) (the authors' 0.005)
+    decoder_std_floor: float = Field(0.005, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check_likelihood(self) -> ModelParams:
+        if self.likelihood != "bernoulli" and self.decoder == "pixelcnn":
+            raise ValueError(f"model.likelihood {self.likelihood!r} is for the factorized decoders "
+                             "(mlp, conv): the PixelCNN models binary pixels; set model.likelihood: "
+                             "bernoulli or model.decoder: mlp | conv")
+        return self
 
 
 class MMDParams(Section):
@@ -59,7 +76,10 @@ class MMDParams(Section):
 
 
 class SteinParams(Section):
-    bandwidth: Literal["median"] | float = "median"
+    # RBF k = exp(-|a-b|^2 / h) of the Stein direction (pipeline.model.divergences.stein): h = 2*dim,
+    # fixed (the authors'), "median" (median pairwise squared distance / log(n + 1)), or a number.
+    # authors (2*dim) | median | a number
+    bandwidth: Literal["authors", "median"] | float = "authors"
 
     @model_validator(mode="after")
     def _check(self) -> SteinParams:
@@ -69,10 +89,14 @@ class SteinParams(Section):
 
 
 class AdversarialParams(Section):
+    # js: a discriminator on z with the non-saturating encoder term (WAE-GAN's; bounded below,
+    # so the encoder cannot run away from a lagging adversary); wgan_gp: the authors' critic.
+    # Why js is the default: pipeline.model.divergences.adversarial's docstring.
+    loss: Literal["js", "wgan_gp"] = "js"
     hidden: list[int] = Field([512, 512], min_length=1)
-    gradient_penalty: float = Field(10.0, ge=0.0)
-    lr: float = Field(2e-5, gt=0.0)
-    betas: list[float] = Field([0.5, 0.9], min_length=2, max_length=2)
+    gradient_penalty: float = Field(0.0, ge=0.0)  # the authors' wgan_gp: 10
+    lr: float = Field(5e-4, gt=0.0)  # WAE-GAN's lr_adv (half the model's 1e-3); the authors': 2e-5
+    betas: list[float] = Field([0.5, 0.999], min_length=2, max_length=2)  # authors': [0.5, 0.9]
     critic_steps: int = Field(1, ge=1)
 
 
@@ -82,14 +106,14 @@ class ObjectiveParams(Section):
     # kl (ELBO family) | mmd | stein | adversarial
     divergence: Literal["kl", "mmd", "stein", "adversarial"] = "kl"
     # per_image: the terms in nats per image (sums over pixels and latent dims); authors: their
-    # reduce_means, recon / 784 and KL / d, D as is (pipeline.model.objective.InfoVAE.loss).
+    # reduce_means, recon / 784, KL / d and D / 784: lambda stays a per-image weight (InfoVAE.loss).
     scaling: Literal["per_image", "authors"] = "per_image"
     # alpha <= 1 keeps the KL weight (1 - alpha) non-negative (alpha = 1: no KL term).
     alpha: float = Field(0.0, ge=-1e6, le=1.0)
     lambda_: float = Field(1.0, alias="lambda", ge=0.0, le=1e8)
     mmd: MMDParams = MMDParams()
     stein: SteinParams = SteinParams()
-    adversarial: AdversarialParams = AdversarialParams()  # WGAN-GP critic on z, as the authors
+    adversarial: AdversarialParams = AdversarialParams()  # WAE-GAN discriminator on z, or WGAN-GP
 
     model_config = {**Section.model_config, "populate_by_name": True}
 

@@ -16,6 +16,7 @@ AXES = {  # axis -> (dotted params key, label prefix)
     "train_size": ("train.train_size", "n="),
     "decoder": ("model.decoder", "dec="),
     "encoder": ("model.encoder", "enc="),
+    "likelihood": ("model.likelihood", "p(x|z)="),  # bernoulli | gaussian (continuous pixels)
 }
 AXIS_KEYS = {axis: key for axis, (key, _) in AXES.items()}
 LABEL_PREFIX = {key: prefix for key, prefix in AXES.values()}  # in label order
@@ -23,8 +24,12 @@ LABEL_PREFIX = {key: prefix for key, prefix in AXES.values()}  # in label order
 PAPER_NAMES = {"mmd": "MMD-VAE", "stein": "Stein-VAE", "adversarial": "Adversarial-VAE"}
 DIVERGENCE_NAMES = {"kl": "KL (ELBO family)", "mmd": "MMD", "stein": "Stein", "adversarial": "Adversarial"}
 # The paper's methods in the order its tables and figures list them, and their colours.
+# "ELBO (784/d)" is the ELBO as the authors' PixelCNN code trains it (objective.scaling: authors):
+# per-pixel and per-dimension means, i.e. per image a KL weighed 784/d (a beta-VAE, beta = 784/d).
+# It is the "ELBO" row of their Fig. 3 and Table 1; plain "ELBO" weighs the KL 1 per image.
+ELBO_AUTHORS = "ELBO (784/d)"
 METHOD_COLORS = {"Stein-VAE": "tab:blue", "MMD-VAE": "tab:orange", "Adversarial-VAE": "tab:green",
-                 "ELBO": "tab:red", "Unregularized": "tab:purple"}
+                 ELBO_AUTHORS: "tab:red", "ELBO": "tab:brown", "Unregularized": "tab:purple"}
 
 
 def attribute(key: str) -> str:
@@ -32,16 +37,19 @@ def attribute(key: str) -> str:
     return "lambda_" if key == "lambda" else key
 
 
-def method_name(divergence: str, alpha: float, lambda_: float) -> str:
-    """ELBO (alpha=0, lambda=1), Unregularized (KL family, alpha=1), beta-VAE (KL family,
-    beta = 1 - alpha), the paper's MMD-/Stein-/Adversarial-VAE (alpha = 1), and InfoVAE with
-    its (alpha, lambda) otherwise."""
+def method_name(divergence: str, alpha: float, lambda_: float, scaling: str = "per_image") -> str:
+    """ELBO (alpha=0, lambda=1; "ELBO (784/d)" under the authors' loss scaling, whose KL weighs
+    784/d per image), Unregularized (KL family, alpha=1), beta-VAE (KL family, beta = 1 - alpha),
+    the paper's MMD-/Stein-/Adversarial-VAE (alpha = 1), and InfoVAE with its (alpha, lambda)
+    otherwise. The scaling names only the ELBO: with alpha = 1 it changes no weight per image
+    (lambda is per image under both, pipeline.model.objective), only the loss's overall scale."""
     if divergence == "kl":
         if alpha == 0:
-            return "ELBO"
+            return ELBO_AUTHORS if scaling == "authors" else "ELBO"
         if alpha == 1:
             return "Unregularized"
-        return f"beta-VAE (beta={1 - alpha:g})"
+        per = "x784/d" if scaling == "authors" else ""
+        return f"beta-VAE (beta={1 - alpha:g}{per})"
     base = PAPER_NAMES.get(divergence, divergence)
     if alpha == 1:
         return base

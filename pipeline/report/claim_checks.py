@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.params.vocab import ELBO_AUTHORS
 from pipeline.report import rules
 from pipeline.report.rules import Check, less, missing_check
 
@@ -17,15 +18,33 @@ EVALUATED = "EVALUATED"
 TAU = 1.0  # nats of log det: see pipeline.report.claims
 ONE_BIT = math.log(2.0)
 ELBO, UNREG, MMD, STEIN, ADV = "ELBO", "Unregularized", "MMD-VAE", "Stein-VAE", "Adversarial-VAE"
+ELBO_A = ELBO_AUTHORS  # the ELBO of the authors' PixelCNN code: KL weighed 784/d per image
+NO_CELL = "no PixelCNN cell in the grid"
+C6_MAX_DIM = 20  # the authors' Fig. 3C has MMD-VAE lowest at d = 2..20 only
 VARIANTS = (MMD, STEIN, ADV)
 FLEXIBLE = "pixelcnn"
 
 
 class Context:
-    """What the rows may not carry: evaluate.semisupervised_repeats."""
+    """What the rows may not carry: evaluate.semisupervised_repeats, and the evaluate stage's
+    per-image NLLs (per_image_nll.parquet; None: an older results dir without them)."""
 
-    def __init__(self, repeats: int | None = None) -> None:
+    def __init__(self, repeats: int | None = None, per_image: pd.DataFrame | None = None) -> None:
         self.repeats = repeats
+        self.per_image = per_image
+        self._by: dict[tuple[str, str], dict[tuple[int, str], float]] | None = None
+
+    def image_nll(self, cell: Any, estimator: str) -> dict[tuple[int, str], float]:
+        """{(image index, pixel digest): NLL} of a cell's test images by an estimator ({}: none)."""
+        if self._by is None:
+            self._by = {}
+            t = self.per_image
+            if t is not None and len(t):
+                t = t[t["split"] == "test"]
+                for (c, e), g in t.groupby(["cell", "estimator"], sort=False):
+                    self._by[str(c), str(e)] = dict(zip(zip(g["image"].astype(int), g["image_digest"]),
+                                                        g["nll"].astype(float), strict=True))
+        return self._by.get((str(cell), estimator), {})
 
 
 # ---- selecting the cells ----------------------------------------------------------------------
@@ -97,9 +116,56 @@ def _nll(rows, method):
     return r, why, nll, se
 
 
+def _unpaired(a: str, na, sa, b: str, nb, sb, why: str) -> Check:
+    c = less(f"NLL({a})", na, sa, f"NLL({b})", nb, sb)
+    return Check(f"{c.what} [unpaired: {why}]", c.margin, c.stderr, c.strict)
+
+
+def _ais_shift(row: dict[str, Any], ctx: Context) -> dict[tuple[int, str], float] | None:
+    """c_i = NLL_AIS,i - NLL_IS,i on the AIS images when fair_nll applies the AIS correction to
+    this cell ({} when it does not); None when it does but the per-image values are absent."""
+    if fair_nll(row)[2] != "IS + AIS correction":
+        return {}
+    ais, iw = ctx.image_nll(row.get("cell"), "ais"), ctx.image_nll(row.get("cell"), "is_ais")
+    if not ais or set(ais) != set(iw):
+        return None
+    return {i: ais[i] - iw[i] for i in ais}
+
+
+def paired_nll(ra: dict[str, Any], rb: dict[str, Any], ctx: Context) -> tuple[float, float, int]:
+    """(margin, s.e., n) of fair_nll(b) - fair_nll(a) from per-image values, paired image by image.
+
+    fair_nll(cell) = mean_N(IS_i) + delta mean_M(AIS_i - IS_i), delta = 1 where the AIS correction
+    applies (decided, as unpaired, by the sign of the cell's mean AIS - IS), over the N IS images
+    and the first M of them that AIS scored. The difference of two cells is then
+
+        margin = mean_N(IS_b,i - IS_a,i) + mean_M(delta_b c_b,i - delta_a c_a,i),  c = AIS - IS
+
+    which is exactly fair_nll(b) - fair_nll(a) (same images for both). Its s.e. comes from
+    rules.paired_difference with the AIS term as the correction on the M images: both the IS
+    difference and the AIS shifts are paired image by image (the same hard images raise both
+    cells' NLLs), and the correlation of the two terms on those M images is counted, none
+    treated as independent. Images are keyed by (index, binary-pixel digest): the same index with
+    other pixels (another binarization seed or data version) is another image, a PairingError."""
+    ia, ib = ctx.image_nll(ra.get("cell"), "is"), ctx.image_nll(rb.get("cell"), "is")
+    if not ia or not ib:
+        raise rules.PairingError("no per-image IS NLLs for " + (ra if not ia else rb).get("method", "?"))
+    ca, cb = _ais_shift(ra, ctx), _ais_shift(rb, ctx)
+    if ca is None or cb is None:
+        raise rules.PairingError("AIS correction without per-image AIS values")
+    if ca and cb and set(ca) != set(cb):
+        raise rules.PairingError("the two cells' AIS images differ")
+    keys = set(ca) | set(cb)
+    shift = {i: cb.get(i, 0.0) - ca.get(i, 0.0) for i in keys}
+    return rules.paired_difference(ia, ib, (shift, len(ia)) if shift else None)
+
+
 def c1_checks(rows: list[dict[str, Any]], ctx: Context) -> list[Check]:
-    got = {m: _nll(rows, m) for m in (ELBO, *VARIANTS)}
-    pairs = [(v, ELBO) for v in VARIANTS] + [(MMD, v) for v in VARIANTS if v != MMD]
+    """NLL(a) < NLL(b) for each pair: paired over the test images (paired_nll) when the evaluate
+    stage kept per-image NLLs for both cells on the same images; otherwise the unpaired rule
+    (rules.less on fair_nll's means, errors combined as independent: conservative), saying why."""
+    got = {m: _nll(rows, m) for m in (ELBO_A, *VARIANTS)}
+    pairs = [(v, ELBO_A) for v in VARIANTS] + [(MMD, v) for v in VARIANTS if v != MMD]
     out = []
     for a, b in pairs:
         ra, wa, na, sa = got[a]
@@ -107,8 +173,17 @@ def c1_checks(rows: list[dict[str, Any]], ctx: Context) -> list[Check]:
         what = f"NLL({a}) < NLL({b})"
         if ra is None or rb is None:
             out.append(missing_check(what, f"{a}: {wa}" if ra is None else f"{b}: {wb}"))
+        elif na is None or nb is None:
+            out.append(less(f"NLL({a})", na, sa, f"NLL({b})", nb, sb))  # missing: not measured
+        elif ctx.per_image is None:
+            out.append(_unpaired(a, na, sa, b, nb, sb, "no per-image NLLs (an older results dir)"))
         else:
-            out.append(less(f"NLL({a})", na, sa, f"NLL({b})", nb, sb))
+            try:
+                margin, se, n = paired_nll(ra, rb, ctx)
+            except rules.PairingError as err:
+                out.append(_unpaired(a, na, sa, b, nb, sb, str(err)))
+                continue
+            out.append(Check(f"{what} [paired over {n:,} test images]", margin, se))
     return out
 
 
@@ -148,43 +223,54 @@ def c2_checks(rows: list[dict[str, Any]], ctx: Context) -> list[Check]:
 
 def c3_checks(rows: list[dict[str, Any]], ctx: Context) -> list[Check]:
     out = []
-    for method, near_bound in ((ELBO, False), (MMD, True)):
+    for method, uses_code in ((ELBO_A, False), (MMD, True)):
         r, why = _find(rows, method, FLEXIBLE)
         mi, n = _val(r, "mi"), _val(r, "latent_n")
-        what = (f"log N - I(x;z) of {method} < log 2" if near_bound else f"I(x;z) of {method} < log 2")
+        what = f"I(x;z) of {method} > log 2" if uses_code else f"I(x;z) of {method} < log 2"
         if r is None or mi is None or not n:
             out.append(missing_check(what, why or "I(x;z) or its N not measured"))
             continue
-        value = math.log(n) - mi if near_bound else mi
-        out.append(Check(what + f" (N={int(n):,})", ONE_BIT - value, rules.mi_stderr(int(n))))
+        margin = mi - ONE_BIT if uses_code else ONE_BIT - mi
+        out.append(Check(what + f" (N={int(n):,})", margin, rules.mi_stderr(int(n))))
     return out
 
 
-def _per_dim(rows, methods, key, stderr):
-    dims = _settings(rows, methods, "latent_dim")
+def _per_dim(rows, methods, key, stderr, max_dim: int | None = None):
+    """dims -> (row, why missing, value, s.e.) per method, the PixelCNN cells of each latent dim
+    (at most max_dim)."""
+    dims = [d for d in _settings(rows, methods, "latent_dim") if max_dim is None or d <= max_dim]
     table = {}
     for d in dims:
         for m in methods:
-            r, why = _find(rows, m, latent_dim=d)
+            r, why = _find(rows, m, FLEXIBLE, latent_dim=d)
             table[m, d] = (r, why, _val(r, key), stderr(r))
     return dims, table
 
 
-def c4_checks(rows: list[dict[str, Any]], ctx: Context) -> list[Check]:
-    dims, t = _per_dim(rows, (*VARIANTS, ELBO, UNREG), "mmd",
-                       lambda r: rules.mmd_stderr(_val(r, "mmd"), _val(r, "latent_n")))
+def _below(dims, table, a: str, others: tuple[str, ...], metric: str, strict: dict[str, bool]) -> list[Check]:
+    """metric[a] < (or <=) metric[b] at every d, for each b in others."""
     out = []
     for d in dims:
-        for v in VARIANTS:
-            for b in (ELBO, UNREG):
-                (_, wa, a, sa), (_, wb, bv, sb) = t[v, d], t[b, d]
-                that = f"MMD of {b}{_where(latent_dim=d)}"
-                if a is None or bv is None:
-                    why = f"{v}: {wa}" if a is None else f"{b}: {wb}"
-                    out.append(missing_check(f"MMD of {v} < {that}", why))
-                else:
-                    out.append(less(f"MMD of {v}", a, sa, that, bv, sb))
-    return out or [missing_check("MMD of the InfoVAE variants vs ELBO, Unregularized", "no cell in the grid")]
+        for b in others:
+            (_, wa, va, sa), (_, wb, vb, sb) = table[a, d], table[b, d]
+            op = "<" if strict[b] else "≤"
+            that = f"{metric} of {b}{_where(latent_dim=d)}"
+            if va is None or vb is None:
+                out.append(missing_check(f"{metric} of {a} {op} {that}",
+                                         f"{a}: {wa or 'not measured'}" if va is None else
+                                         f"{b}: {wb or 'not measured'}"))
+            else:
+                out.append(less(f"{metric} of {a}", va, sa, that, vb, sb, strict=strict[b]))
+    return out
+
+
+def c4_checks(rows: list[dict[str, Any]], ctx: Context) -> list[Check]:
+    """MMD-VAE's MMD(q, p) at most Stein-VAE's and below Adversarial-VAE's at every latent dim (the
+    authors' Fig. 3A has MMD = Stein at d = 2, hence the non-strict check against Stein)."""
+    dims, t = _per_dim(rows, (MMD, STEIN, ADV), "mmd",
+                       lambda r: rules.mmd_stderr(_val(r, "mmd"), _val(r, "mmd_n") or _val(r, "latent_n")))
+    out = _below(dims, t, MMD, (STEIN, ADV), "MMD", {STEIN: False, ADV: True})
+    return out or [missing_check(f"MMD of {MMD} vs Stein-VAE, Adversarial-VAE", NO_CELL)]
 
 
 def label_counts(rows: list[dict[str, Any]]) -> list[int]:
@@ -193,46 +279,27 @@ def label_counts(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def c5_checks(rows: list[dict[str, Any]], ctx: Context) -> list[Check]:
-    dims = [d for d in _settings(rows, (MMD, ELBO), "latent_dim") if d >= 10]
+    """MMD-VAE's semi-supervised error below ELBO (784/d)'s, Stein-VAE's and Adversarial-VAE's at
+    every latent dim and every labelled-set size measured."""
     counts = label_counts(rows)
-    if not dims or not counts:
-        return [missing_check(f"semi-supervised error of {MMD} ≤ ELBO's at d ≥ 10",
-                              "no latent dim ≥ 10 in the grid" if not dims else "not measured")]
+    if not counts:
+        return [missing_check(f"semi-supervised error of {MMD} below the other rows'", "not measured")]
     out = []
-    for d in dims:
-        for n in counts:
-            got = []
-            for m in (MMD, ELBO):
-                r, why = _find(rows, m, latent_dim=d)
-                reps = _val(r, "ss_repeats") or ctx.repeats
-                se = rules.semisupervised_stderr(_val(r, f"ss_error_{n}_std"), int(reps) if reps else None)
-                got.append((r, why, _val(r, f"ss_error_{n}"), se))
-            (_, wa, a, sa), (_, wb, b, sb) = got
-            what = f"error ({n} labels) of {MMD} ≤ ELBO's{_where(latent_dim=d)}"
-            out.append(missing_check(what, wa or wb or "not measured") if a is None or b is None else
-                       less(f"error ({n} labels) of {MMD}", a, sa, f"ELBO's{_where(latent_dim=d)}", b, sb,
-                            strict=False))
-    return out
+    for n in counts:
+        def stderr(r, n=n):
+            reps = _val(r, "ss_repeats") or ctx.repeats
+            return rules.semisupervised_stderr(_val(r, f"ss_error_{n}_std"), int(reps) if reps else None)
+        dims, t = _per_dim(rows, (MMD, ELBO_A, STEIN, ADV), f"ss_error_{n}", stderr)
+        out += _below(dims, t, MMD, (ELBO_A, STEIN, ADV), f"error ({n} labels)",
+                      {ELBO_A: True, STEIN: True, ADV: True})
+    return out or [missing_check(f"semi-supervised error of {MMD}", NO_CELL)]
 
 
 def c6_checks(rows: list[dict[str, Any]], ctx: Context) -> list[Check]:
-    methods = (MMD, ELBO, UNREG)
-    dims, t = _per_dim(rows, methods, "class_mismatch",
-                       lambda r: rules.mismatch_stderr(_val(r, "class_mismatch"), _val(r, "class_samples")))
-    means = {}
-    for m in methods:
-        gaps = [f"d={d}: {t[m, d][1] or 'not measured'}" for d in dims if t[m, d][2] is None]
-        if not dims or gaps:
-            means[m] = (None, "; ".join(gaps) or "no cell in the grid")
-            continue
-        se = rules.combined(*(t[m, d][3] for d in dims))
-        means[m] = (sum(t[m, d][2] for d in dims) / len(dims), None if se is None else se / len(dims))
-    out = []
-    for b in (ELBO, UNREG):
-        (a, sa), (bv, sb) = means[MMD], means[b]
-        what = f"mean class mismatch of {MMD} < {b}'s"
-        if a is None or bv is None:
-            out.append(missing_check(what, f"{MMD}: {sa}" if a is None else f"{b}: {sb}"))
-        else:
-            out.append(less(f"mean class mismatch of {MMD}", a, sa, f"{b}'s (d in {dims})", bv, sb))
-    return out
+    """MMD-VAE's class-distribution mismatch below ELBO (784/d)'s, Stein-VAE's and Adversarial-VAE's
+    at every latent dim up to C6_MAX_DIM (where the authors' Fig. 3C has it lowest)."""
+    dims, t = _per_dim(rows, (MMD, ELBO_A, STEIN, ADV), "class_mismatch",
+                       lambda r: rules.mismatch_stderr(_val(r, "class_mismatch"), _val(r, "class_samples")),
+                       max_dim=C6_MAX_DIM)
+    out = _below(dims, t, MMD, (ELBO_A, STEIN, ADV), "class mismatch", {ELBO_A: True, STEIN: True, ADV: True})
+    return out or [missing_check(f"class mismatch of {MMD} at d <= {C6_MAX_DIM}", NO_CELL)]

@@ -14,7 +14,17 @@ import pandas as pd
 from pipeline.infra.errors import PipelineError
 
 # File names of the sweep (pipeline.sweep.run) and evaluate (pipeline.evaluation.study) stages.
-from pipeline.infra.layout import BEST, HISTORY, IMAGES, METRICS, RECONSTRUCTIONS, SAMPLES, SWEEP, TRIALS  # noqa: F401
+from pipeline.infra.layout import (  # noqa: F401
+    BEST,
+    HISTORY,
+    IMAGES,
+    METRICS,
+    PER_IMAGE_NLL,
+    RECONSTRUCTIONS,
+    SAMPLES,
+    SWEEP,
+    TRIALS,
+)
 from pipeline.params.vocab import AXIS_KEYS
 from pipeline.report.doc import missing
 
@@ -79,6 +89,7 @@ class StudyInputs:
     history: pd.DataFrame
     images: Path
     mlflow_ui: str | None = None  # the MLflow UI's base URL: run ids become links to their pages
+    per_image: pd.DataFrame | None = None  # per_image_nll.parquet; None: an older results dir
 
     @property
     def grids(self) -> dict[str, list[str]]:
@@ -154,6 +165,9 @@ def load_inputs(base: Path, sweep_dir: str, eval_dir: str) -> StudyInputs:
                            ("cell", "cell_label", "grids", "status", "method", "trial_id")),
         history=read_table(eval_path / HISTORY, base, "evaluate", ("cell",)),
         images=eval_path / IMAGES,
+        per_image=(read_table(eval_path / PER_IMAGE_NLL, base, "evaluate",
+                              ("cell", "split", "estimator", "image", "image_digest", "nll"))
+                   if (eval_path / PER_IMAGE_NLL).is_file() else None),
     )
 
 

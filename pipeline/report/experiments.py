@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.params.report import ReportParams
+from pipeline.report import authors_data
 from pipeline.report.claims_section import REFERENCE_ANCHOR
 from pipeline.report.data import StudyInputs, column
 from pipeline.report.doc import Figure, Inline, Link, Section, Table, Text, count, missing, num, source, text
@@ -44,6 +45,15 @@ def _lines(rows: pd.DataFrame, x: str, y: str, colors: dict[str, str], err: str 
             yerr = [0.0 if e is None else float(e) for _, _, e in pts] if err else None
             out.append(Line(method, [float(p[0]) for p in pts], [float(p[1]) for p in pts],
                             colors[method], style, yerr))
+    return out
+
+
+def _authors_fig3(metric: str, colors: dict[str, str]) -> list[Line]:
+    """The authors' Fig. 3 curves of a panel, one per method they drew (pipeline.report.authors_data)."""
+    out = []
+    for method in authors_data.FIG3.get(metric, {}):
+        x, y = authors_data.fig3_line(metric, method)
+        out.append(Line(method, x, y, colors.get(method, "0.5"), authors=True))
     return out
 
 
@@ -83,25 +93,29 @@ def latent_dim_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
                            2, "metrics vs latent dimension", LATENT_GRID)
     if rows is None:
         return section
-    colors = palette(list(rows["method"].unique()))
+    colors = palette(list(rows["method"].unique()) + [m for m in authors_data.FIG3["ss_error_1000"]])
     dims = sorted({int(d) for d in column(rows, "latent_dim") if d is not None})
-    common: dict[str, Any] = {"xlabel": "latent dimension", "logx": True, "xticks": dims}
+    shown = sorted(set(dims) | set(authors_data.FIG3_DIMS))
+    common: dict[str, Any] = {"xlabel": "latent dimension", "logx": True, "xticks": shown}
     at = cfg.curve_latent_dim if cfg.curve_latent_dim in dims or not dims else max(dims)
     at_rows = rows[[d == at for d in column(rows, "latent_dim")]]
     counts = inputs.label_counts()
     panels = [
         Panel("(A) MMD between q(z) and p(z)", ylabel="MMD (test encodings)", logy=True,
-              lines=_lines(rows, "latent_dim", "mmd", colors), **common),
+              lines=_lines(rows, "latent_dim", "mmd", colors) + _authors_fig3("mmd", colors), **common),
         Panel("(B) log det of the covariance of q(z)", ylabel="log det Cov (0 for N(0, I))",
-              lines=_lines(rows, "latent_dim", "logdet_cov", colors), **common),
+              lines=_lines(rows, "latent_dim", "logdet_cov", colors) + _authors_fig3("logdet_cov", colors),
+              **common),
         Panel("(C) class-distribution mismatch", ylabel="KL(uniform || classes), nats",
-              lines=_lines(rows, "latent_dim", "class_mismatch", colors), **common),
+              lines=_lines(rows, "latent_dim", "class_mismatch", colors)
+              + _authors_fig3("class_mismatch", colors), **common),
         Panel(f"(D) MMD over training (d={at})", "epoch", "MMD (validation encodings)", logy=True,
               integer_x=True, lines=_curves(inputs, at_rows, "val_mmd", colors)),
         # linear: the errors span a fraction of a decade (e.g. 0.70-0.80), where a log axis has no labels
         Panel("(E) semi-supervised error", ylabel="test error rate (lower is better)",
               lines=[ln for i, n in enumerate(counts) for ln in _lines(
-                  rows, "latent_dim", f"ss_error_{n}", colors, f"ss_error_{n}_std", STYLES[i % 4])],
+                  rows, "latent_dim", f"ss_error_{n}", colors, f"ss_error_{n}_std", STYLES[i % 4])]
+              + _authors_fig3("ss_error_1000", colors),
               styles={STYLES[i % 4]: f"{n} labels" for i, n in enumerate(counts)}, **common),
     ]
     styles = " and ".join(f"{n} ({'solid dashed dotted dash-dotted'.split()[i % 4]})"
@@ -114,8 +128,9 @@ def latent_dim_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
                f"frequencies) in nats (lower is better). (D) MMD on validation encodings after every epoch, "
                f"latent dim {at} (the authors plot iterations). (E) error of an RBF SVM on the posterior "
                f"means with {styles} labelled training images, mean ± std over repeated draws (lower is "
-               "better).")
-    gaps = [p.title.split(")")[0] + ")" for p in panels if not p.lines]
+               "better). Dotted lines with x markers: the authors' values (" + authors_data.FIG3_SOURCE + "; "
+               "their ELBO row is ELBO (784/d), panel E with 1000 labels).")
+    gaps = [p.title.split(")")[0] + ")" for p in panels if not [ln for ln in p.lines if not ln.authors]]
     if gaps:
         caption += f" Not measured for any cell: {', '.join(gaps)}."
     section.blocks.append(Figure("latent_dim", panel_figure(panels, 3, cfg.dpi), _linked(caption),
@@ -136,15 +151,18 @@ def train_size_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
     section, rows = _start(inputs, "train-size", title, 3, what, SIZE_GRID)
     if rows is None:
         return section
-    colors = palette(list(rows["method"].unique()))
+    colors = palette(list(rows["method"].unique()) + list(authors_data.FIG4))
     train = _lines(rows, "train_size", "train_logdet_cov", colors, style="-")
     test = _lines(rows, "train_size", "logdet_cov", colors, style="--")
+    theirs = [Line(m, *authors_data.fig4_line(m, "train"), colors[m], authors=True)
+              for m in authors_data.FIG4]
     panel = Panel("log det of the covariance of q(z)", "number of training images (log scale)",
-                  "log det Cov[q(z)] (0 for N(0, I))", train + test, logx=True,
-                  xticks=sorted({float(v) for v in column(rows, "train_size") if v is not None}),
+                  "log det Cov[q(z)] (0 for N(0, I))", train + test + theirs, logx=True,
+                  xticks=sorted({float(v) for v in column(rows, "train_size") if v is not None}
+                                | {float(n) for n in authors_data.FIG4_SIZES}),
                   styles={"-": "train encodings", "--": "test encodings"}, hlines=[(0.0, "N(0, I)")])
     ours = []
-    for method in method_order(list(colors)):
+    for method in method_order(list(rows["method"].unique())):
         trends = [f"{split} {_trend(ln.x, ln.y)}" for split, lines in (("train", train), ("test", test))
                   for ln in lines if ln.label == method]
         ours.append(f"{method} " + ", ".join(trends or ["not measured"]))
@@ -152,7 +170,9 @@ def train_size_section(inputs: StudyInputs, cfg: ReportParams) -> Section:
                "against the number of training images, one colour per method (the authors' Fig. 4, "
                f"{REFERENCE}). Paper's finding: ELBO over-estimates the "
                "variance, a log-det of about 9 at 500 training samples down to 2 at 50k, while InfoVAE stays "
-               "near 0. Ours: " + ("; ".join(ours) if ours else "not measured") + ".")
+               "near 0. Ours: " + ("; ".join(ours) if ours else "not measured") + ". Dotted lines with x "
+               f"markers: the authors' train-encoding values ({authors_data.FIG4_SOURCE}; a Gaussian decoder "
+               "on continuous MNIST, z = 5).")
     if "train_logdet_cov" not in inputs.metrics.columns or not train:
         caption += (" The train-split log-det was not measured (no train_logdet_cov in metrics.parquet: "
                     "an older evaluation).")

@@ -21,6 +21,7 @@ from pipeline.params.vocab import (
 
 OTHER_COLORS = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan", "black")
 STYLES = ("-", "--", ":", "-.")
+AUTHORS_STYLE = "authors"  # a key of Panel.styles' legend: the authors' values (x markers, dotted)
 
 
 def method_order(methods: Sequence[str]) -> list[str]:
@@ -42,6 +43,7 @@ class Line:
     color: str
     style: str = "-"
     yerr: list[float] | None = None
+    authors: bool = False  # the authors' published values, drawn thin and dotted with x markers
 
 
 @dataclass
@@ -74,7 +76,10 @@ def _draw(ax, panel: Panel) -> None:
         return
     values = [v for ln in lines for v in ln.y] + [y for y, _ in panel.hlines]
     for ln in lines:
-        if ln.yerr is not None:
+        if ln.authors:
+            ax.plot(ln.x, ln.y, color=ln.color, linestyle=":", marker="x", markersize=4, linewidth=1.0,
+                    alpha=0.8)
+        elif ln.yerr is not None:
             ax.errorbar(ln.x, ln.y, yerr=ln.yerr, color=ln.color, linestyle=ln.style, marker="o",
                         markersize=3, capsize=2, linewidth=1.6)
         else:
@@ -98,9 +103,13 @@ def _draw(ax, panel: Panel) -> None:
         ax.minorticks_off()
     if panel.integer_x:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if panel.styles:
-        handles = [Line2D([], [], color="0.3", linestyle=s) for s in panel.styles]
-        ax.legend(handles, list(panel.styles.values()), fontsize=7, loc="best", frameon=False)
+    styles = dict(panel.styles)
+    if any(ln.authors for ln in lines):
+        styles[AUTHORS_STYLE] = "the authors' values"
+    if styles:
+        handles = [Line2D([], [], color="0.3", linestyle=":", marker="x") if s == AUTHORS_STYLE
+                   else Line2D([], [], color="0.3", linestyle=s) for s in styles]
+        ax.legend(handles, list(styles.values()), fontsize=7, loc="best", frameon=False)
     ax.grid(alpha=0.3)
 
 

@@ -10,6 +10,7 @@ from pipeline.report.data import EVALUATED, StudyInputs
 from pipeline.report.doc import Figure, Section, Text, missing, source
 from pipeline.report.figures import Heatmap, heatmap_figure
 from pipeline.report.tables import absent_grid, not_evaluated
+from pipeline.train.outcome import DIVERGED
 
 ALPHA_LAMBDA_GRID = "alpha_lambda"
 
@@ -42,7 +43,7 @@ def _maps(inputs: StudyInputs, rows: list[dict[str, Any]]) -> list[Heatmap]:
                 continue
             i, j = alphas.index(float(a)), lambdas.index(float(lam))
             if r.get("status") != EVALUATED:
-                notes[(i, j)] = "failed"
+                notes[(i, j)] = "diverged" if r.get("status") == DIVERGED else "failed"
                 continue
             v = get(inputs, r)
             if missing(v):

@@ -21,7 +21,8 @@ missing), inconclusive otherwise (some check unclear or missing, or no check at 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
@@ -100,6 +101,69 @@ def less(a_name: str, a: float | None, sa: float | None, b_name: str, b: float |
     return Check(f"{a_name} {op} {b_name}", b - a, combined(sa, sb), strict)
 
 
+# ---- paired differences: two cells scored on the same images ----------------------------------
+
+class PairingError(ValueError):
+    """Two cells' per-image values are not over the same images: they cannot be paired."""
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
+                      correction: tuple[Mapping[int, float], int] | None = None) -> tuple[float, float, int]:
+    """(margin, s.e., n) of mean(b - a) for per-image values keyed by image index, e.g. two cells'
+    NLLs on the same test images:
+
+        d_i = b_i - a_i,   margin = mean(d),   se = std(d, ddof=1) / sqrt(n)
+
+    exact for images drawn independently (the d_i are then i.i.d.), and far smaller than
+    hypot(se_a, se_b) when the two cells find the same images hard (their errors are positively
+    correlated, and `combined` ignores that). The image sets must be equal: a PairingError
+    otherwise (pairing over an intersection would silently compare different test sets).
+
+    correction (c, N): a term mean_{i in H} c_i added to the margin, where c is keyed by a subset
+    H of the images (M = |H|) and N = n (a guard that the caller meant these images). Writing
+    u_i = d_i + (N/M) c_i on H and u_i = d_i elsewhere, margin = mean(d) + mean_H(c) = mean(u)
+    exactly, and with independent images
+
+        Var(margin) = (M Var_H(u) + (N - M) Var_rest(u)) / N^2
+
+    estimated with the ddof-1 variances of each stratum (the rest's from all d_i when it has fewer
+    than two images): the correction's error and its correlation with d on H are both counted."""
+    if set(a) != set(b):
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        raise PairingError(f"different images: {len(only_a)} only in the first {only_a[:5]}, "
+                           f"{len(only_b)} only in the second {only_b[:5]}")
+    keys = sorted(a)
+    n = len(keys)
+    if n < 2:
+        raise PairingError(f"{n} common image(s): a paired error needs at least 2")
+    d = {i: float(b[i]) - float(a[i]) for i in keys}
+    if correction is None:
+        values = list(d.values())
+        return statistics.fmean(values), statistics.stdev(values) / math.sqrt(n), n
+    c, total = correction
+    head = sorted(c)
+    if total != n or not set(head) <= set(d) or not head:
+        raise PairingError(f"the correction's {len(head)} images are not a non-empty subset of the "
+                           f"{n} paired images (declared {total})")
+    m = len(head)
+    u_head = [d[i] + n / m * float(c[i]) for i in head]
+    rest = [d[i] for i in keys if i not in c]
+    margin = (sum(u_head) + sum(rest)) / n
+    var_head = statistics.variance(u_head) if m > 1 else statistics.variance(list(d.values()))
+    var_rest = statistics.variance(rest) if len(rest) > 1 else statistics.variance(list(d.values()))
+    return margin, math.sqrt(m * var_head + (n - m) * var_rest) / n, n
+
+
+def paired_less(a_name: str, a: Mapping[int, float], b_name: str, b: Mapping[int, float],
+                strict: bool = True, correction: tuple[Mapping[int, float], int] | None = None,
+                note: str = "") -> Check:
+    """a < b (strict) or a <= b from per-image values on the same images: margin mean(b - a) and
+    its paired s.e. (paired_difference; a PairingError when the images differ)."""
+    op = "<" if strict else "≤"
+    margin, se, _ = paired_difference(a, b, correction)
+    return Check(f"{a_name} {op} {b_name}", margin, se, strict, note)
+
+
 # ---- standard errors of metrics reported without one ------------------------------------------
 
 def logdet_stderr(dim: int | None, n: int | None) -> float | None:
@@ -113,14 +177,24 @@ def logdet_stderr(dim: int | None, n: int | None) -> float | None:
 
 
 def mmd_stderr(mmd2: float | None, n: int | None) -> float | None:
-    """A conservative error of the biased MMD^2 between n encodings and n prior samples with a
-    kernel bounded by k(z, z) = 1 (the Gaussian kernel of pipeline.evaluation.metrics.latent).
-    Var(MMD^2_u) ~= (4/n)(Var_q f + Var_p f) for the witness f = mu_q - mu_p, and
-    Var f <= E f^2 <= ||f||^2 k(z, z) = MMD^2 (Cauchy-Schwarz), so the leading term is at most
-    sqrt(8 MMD^2 / n); the V-statistic exceeds the U-statistic by at most 2/n, added whole."""
-    if mmd2 is None or not n or not math.isfinite(mmd2):
+    """A conservative error of the unbiased MMD^2_u (Gretton et al. 2012, eq. 3) between n
+    encodings x and n prior samples y, with a kernel in [0, 1] and k(z, z) = 1 (the Gaussian
+    kernel of pipeline.evaluation.metrics.latent). Write it as the one-sample U-statistic of
+    z_i = (x_i, y_i) with h(z, z') = k(x,x') + k(y,y') - k(x,y') - k(x',y) plus a remainder R.
+
+    U-statistic (Hoeffding): Var = 4 (n-2)/(n(n-1)) zeta_1 + 2/(n(n-1)) zeta_2, where
+    zeta_1 = Var E[h|z] = Var_q f + Var_p f for the witness f = mu_q - mu_p, and
+    Var f <= E f^2 <= ||f||^2 k(z, z) = MMD^2 (Cauchy-Schwarz), so zeta_1 <= 2 MMD^2; each bracket
+    of h lies in [-1, 1], so |h| <= 2 and zeta_2 <= 4. Hence Var <= 8 MMD^2/n + 8/(n(n-1)): the
+    second term is the whole error when q = p (a degenerate U-statistic, O(1/n)).
+    Remainder: eq. 3 averages the cross term over all n^2 pairs, h over the n(n-1) with i != j;
+    R = (2/n) (mean_{i != j} k(x_i, y_j) - mean_i k(x_i, y_i)), mean zero, and with both means of
+    [0, 1] terms (variance <= 1/(4n) for the diagonal, <= 2/n * 1/4 for the degree-2 U-statistic)
+    sd(R) <= (2/n)(1/(2 sqrt n) + 1/sqrt(2 n)) < 2.5 / n^1.5, added whole (triangle inequality).
+    There is no bias term: E MMD^2_u = MMD^2."""
+    if mmd2 is None or not n or n < 2 or not math.isfinite(mmd2):
         return None
-    return math.sqrt(8.0 * max(mmd2, 0.0) / n) + 2.0 / n
+    return math.sqrt(8.0 * max(mmd2, 0.0) / n + 8.0 / (n * (n - 1))) + 2.5 / n ** 1.5
 
 
 def mi_stderr(n: int | None) -> float | None:

@@ -53,7 +53,7 @@ def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str, claims: l
                 information_section(inputs, cfg), alpha_lambda_section(inputs, cfg), samples_section(inputs),
                 reference_section(inputs.base, cfg.reference_dir), trials_section(inputs),
                 timing_section(inputs)]
-    ablated = ablation.verdicts(inputs.metrics, inputs.best)
+    ablated = ablation.verdicts(inputs.metrics, inputs.best, inputs.per_image)
     if ablated:
         sections.insert(0, ablation.ablation_section(ablated))
     titles = {s.id: s.title for s in sections}
@@ -128,7 +128,8 @@ def build_report(params: Any, base_dir: str | Path = ".",
             log("partial inputs (report.allow_partial): the report is titled PARTIAL, not logged to MLflow")
         uri = tracking.redact(params.tracking.uri)
         inputs.mlflow_ui = mlflow_ui(uri, cfg)
-        claims = evaluate_claims(inputs.metrics, inputs.history)  # rows carry ss_repeats
+        claims = evaluate_claims(inputs.metrics, inputs.history,  # rows carry ss_repeats
+                                 per_image=inputs.per_image)
         report = compose(inputs, cfg, uri, claims, partial)
         written = write_report(report, tmp)
     atomic.write_json(base / cfg.claims_metrics, dvc_metrics(claims))

@@ -6,11 +6,13 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.report.authors_data import TABLE1
 from pipeline.report.data import EVALUATED, StudyInputs
 from pipeline.report.doc import Section, Table, Text, count, missing, num, run_link, source, text
+from pipeline.train.outcome import COIN_NATS, DIVERGED
 
 # Zhao et al. 2017, Table 1: test negative log-likelihood on MNIST, nats, with a PixelCNN decoder.
-PAPER_TABLE1 = {"ELBO": 82.75, "MMD-VAE": 80.76, "Stein-VAE": 81.47, "Adversarial-VAE": 82.21}
+PAPER_TABLE1 = TABLE1  # the paper's Table 1; its ELBO is the authors' ELBO (784/d)
 TABLE1_GRID = "table1"
 
 
@@ -20,12 +22,28 @@ def absent_grid(number: int, what: str, grid: str) -> Text:
 
 
 def not_evaluated(rows: pd.DataFrame) -> Text | None:
-    """A note naming the cells of an experiment that have no evaluated trial, and why."""
+    """A note naming the cells of an experiment that have no evaluated trial, and why (FAILED:
+    no usable trial; DIVERGED: trained, but learned nothing: pipeline.train.outcome)."""
     bad = rows[rows["status"] != EVALUATED]
     if bad.empty:
         return None
-    items = [f"{r['cell_label']} ({text(r.get('error'), 'no usable trial')})" for _, r in bad.iterrows()]
-    return Text(f"Not evaluated ({len(bad)} of {len(rows)} cells): " + "; ".join(items) + ".", "note")
+    items = [f"{r['cell_label']} ({status_text(r)})" for _, r in bad.iterrows()]
+    return Text(f"Not evaluated, in no claim ({len(bad)} of {len(rows)} cells): " + "; ".join(items) + ".",
+                "note")
+
+
+def status_text(r: Any) -> str:
+    """"<status>: <error>" of a row that was not evaluated."""
+    return f"{text(r.get('status'), 'FAILED')}: {text(r.get('error'), 'no usable trial')}"
+
+
+def collapsed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Evaluated cells whose posterior collapsed (no active unit): a result (the ELBO's posterior
+    collapse is what claim C3 measures), named in the report and kept in every claim."""
+    if "active_units" not in rows.columns or rows.empty:
+        return rows.iloc[0:0]
+    units = pd.to_numeric(rows["active_units"], errors="coerce")
+    return rows[(rows["status"] == EVALUATED) & (units == 0)]
 
 
 def setup(row: dict[str, Any], inputs: StudyInputs) -> str:
@@ -58,7 +76,7 @@ def table1(inputs: StudyInputs) -> Section:
                 body.append([method, paper_s, "not in this sweep", "", "", "", "", "", ""])
                 continue
             if r.get("status") != EVALUATED:
-                failed = f"FAILED: {text(r.get('error'), 'no usable trial')}"
+                failed = status_text(r)
                 body.append([method, paper_s, failed, "", "", "", "", text(r.get("cell_label")),
                              "no usable trial" if missing(r.get("trial_id")) else text(r.get("trial_id"))])
                 continue
@@ -113,9 +131,28 @@ def trials_section(inputs: StudyInputs) -> Section:
         section.blocks.append(Table(["Cell", "Trials", "Errors"], rows, "Cells without a usable trial "
                                     "(every trial failed): nothing to evaluate."))
     metrics = inputs.metrics
-    broken = metrics[(metrics["status"] != EVALUATED) & metrics["trial_id"].notna()]
+    tried = metrics[(metrics["status"] != EVALUATED) & metrics["trial_id"].notna()]
+    gone = tried[tried["status"] == DIVERGED]
+    if len(gone):
+        rows = [[text(r.get("cell_label")), text(r.get("trial_id")), num(r.get("val_nelbo")),
+                 num(r.get("val_loss")), text(r.get("error"), "no reason recorded"),
+                 run_link(r.get("mlflow_run_id"), ui)] for _, r in gone.iterrows()]
+        section.blocks.append(Table(
+            ["Cell", "Trial", "Final val NELBO", "Final val loss", "Why", "MLflow run"], rows,
+            f"Cells whose training diverged: a final validation NELBO above {COIN_NATS:.1f} nats (784 log 2, "
+            "independent fair coins) or non-finite, or a non-finite validation loss. Not measured, and in no "
+            "claim: each claim that needs one says so."))
+    broken = tried[tried["status"] != DIVERGED]
     if len(broken):
         rows = [[text(r.get("cell_label")), text(r.get("trial_id")),
                  text(r.get("error"), "no reason recorded")] for _, r in broken.iterrows()]
         section.blocks.append(Table(["Cell", "Trial", "Error"], rows, "Cells whose evaluation failed."))
+    flat = collapsed(metrics)
+    if len(flat):
+        rows = [[text(r.get("cell_label")), text(r.get("method")), num(r.get("mi")), num(r.get("latent_n")),
+                 run_link(r.get("mlflow_run_id"), ui)] for _, r in flat.iterrows()]
+        section.blocks.append(Table(
+            ["Cell", "Method", "I(x;z) (nats)", "Encodings", "MLflow run"], rows,
+            "Cells whose posterior collapsed (no active unit): a result, not a failure. They are in every "
+            "claim and table (the ELBO's collapse with a PixelCNN decoder is what claim C3 measures)."))
     return section

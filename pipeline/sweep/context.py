@@ -69,7 +69,7 @@ def parent_note(params: Params, n_cells: int, plan_text: str) -> str:
 
 def trial_note(config: dict[str, Any], run_id: str) -> str:
     obj = config["spec"]["objective"]
-    method = method_name(obj["divergence"], obj["alpha"], obj["lambda"])
+    method = method_name(obj["divergence"], obj["alpha"], obj["lambda"], obj.get("scaling", "per_image"))
     suggested = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in sorted(config.get("suggested", {}).items()))
     return (f"Cell **{config.get('cell_label', '')}** (`{config.get('cell', '')}`), method **{method}**, "

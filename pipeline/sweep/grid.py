@@ -102,7 +102,7 @@ def expand(params: Params) -> list[Cell]:
         canon = {k: _get(resolved, k) for k in varied}  # canonical types: 1 and 1.0 agree
         key = cell_id(spec_identity(resolved, _free(params)))
         obj = resolved.objective
-        named = (method_name(obj.divergence, obj.alpha, obj.lambda_), resolved.model.decoder)
+        named = (method_name(obj.divergence, obj.alpha, obj.lambda_, obj.scaling), resolved.model.decoder)
         grids = found.setdefault(key, (canon, [], named))[1]
         if grid not in grids:
             grids.append(grid)

@@ -39,7 +39,9 @@ PIXELS = 784
 
 
 def family(spec) -> str:
-    return f"{spec.model.encoder}/{spec.model.decoder}/{spec.objective.divergence}"
+    likelihood = getattr(spec.model, "likelihood", "bernoulli")  # a Gaussian decoder: twice the outputs
+    tail = "" if likelihood == "bernoulli" else f"/{likelihood}"
+    return f"{spec.model.encoder}/{spec.model.decoder}/{spec.objective.divergence}{tail}"
 
 
 def asha_epochs(epochs: int, grace: int, factor: float) -> float:

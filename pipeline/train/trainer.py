@@ -2,7 +2,8 @@
 
 Used standalone (`infovae train`) and inside Ray Tune (pipeline.sweep). Batches come from
 tensors held on the device (no per-sample Python); dynamic binarization draws a fresh
-Bernoulli sample of every batch; a non-finite loss stops the run with TrainingDiverged; a
+Bernoulli sample of every batch (a Gaussian decoder, model.likelihood, gets the grey levels as
+they are); a non-finite loss stops the run with TrainingDiverged; a
 checkpoint after an epoch holds everything needed to continue exactly (model, optimisers,
 adversary, RNG states, history), so stop-restore-continue equals an uninterrupted run.
 """
@@ -24,6 +25,7 @@ from pipeline.evaluation.metrics.latent import latent_diagnostics
 from pipeline.infra import accel
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.infra.errors import PipelineError
+from pipeline.model.likelihood import binarize_inputs
 from pipeline.model.objective import InfoVAE
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.optim import clip_gradients, decayed_weights, l2_penalty, make_optimizer
@@ -61,10 +63,11 @@ def choose_device(pref: str) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def _fixed_binarization(split: Split, device: torch.device) -> Tensor:
-    """Validation data: one seeded Bernoulli sample for dynamic data, so epochs compare."""
+def _fixed_binarization(split: Split, device: torch.device, binarize: bool | None = None) -> Tensor:
+    """Validation data: one seeded Bernoulli sample for dynamic data, so epochs compare (binarize
+    False: the grey levels as they are, for a Gaussian decoder)."""
     images = split.images.to(device)
-    if not split.dynamic:
+    if not (split.dynamic if binarize is None else binarize):
         return images
     g = torch.Generator(device=device).manual_seed(VALIDATION_SEED)
     return torch.bernoulli(images, generator=g)
@@ -91,8 +94,11 @@ class Trainer:
                                 load_split(spec.data_dir, "validation", limit=cfg.validation_size))
         # Resident on the device (no per-batch copy), unless accel.data_on_device is off
         self.train_images = train.images.to(self.device) if cfg.accel.data_on_device else train.images
-        self.dynamic = train.dynamic
-        self.val_x = _fixed_binarization(val, self.device)
+        # Bernoulli: a fresh binary sample of dynamic data per batch; Gaussian: the grey levels as
+        # they are (pipeline.model.likelihood)
+        likelihood = getattr(spec.model, "likelihood", "bernoulli")
+        self.dynamic = binarize_inputs(train.binarization, likelihood)
+        self.val_x = _fixed_binarization(val, self.device, binarize_inputs(val.binarization, likelihood))
         self.epoch = 0
         self.history: list[dict[str, float]] = []
 

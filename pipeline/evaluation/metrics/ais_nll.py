@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.evaluation.context import EvalData, Trained
 from pipeline.evaluation.loglik import model_log_likelihood
+from pipeline.evaluation.per_image import PER_IMAGE, entry
 from pipeline.params.evaluate import EvaluateParams
 
 
@@ -30,4 +31,8 @@ def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[st
     diff = (iw.per_example - ais.per_example).double()  # NLL(AIS) - NLL(IS), per image
     n = diff.numel()
     return {**ais.summary("test_ais"), "test_ais_minus_is": float(diff.mean()),
-            "test_ais_minus_is_stderr": float(diff.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.nan}
+            "test_ais_minus_is_stderr": float(diff.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.nan,
+            # Per image: AIS, and IS as computed here (its noise is seeded per image index, so it
+            # equals the nll metric's IS on these images when the binary pixels are the same).
+            PER_IMAGE: {**entry("test", "ais", x, -ais.per_example),
+                        **entry("test", "is_ais", x, -iw.per_example)}}

@@ -73,11 +73,17 @@ def generated_labels(decoder: Decoder, classifier: nn.Module, latent_dim: int,
 
 
 def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[str, Any]:
-    """class_mismatch_samples images from the model, labelled by the cached MNIST classifier."""
+    """class_mismatch_samples images from the model, labelled by the cached MNIST classifier.
+    A Gaussian decoder (model.likelihood) is shown by its mean images, grey levels in [0, 1] like
+    half the classifier's training images: its samples mu + sigma eps are pixel noise around them,
+    an image kind the classifier never saw. `class_images` says which images were labelled."""
     from pipeline.evaluation.classifier import get_classifier
 
     clf, meta = get_classifier(data.data_dir, settings.classifier, model.device)
-    labels = generated_labels(model.net.decoder, clf, model.spec.model.latent_dim,
-                              settings.class_mismatch_samples, settings.class_mismatch_images, settings.seed)
-    return {**class_mismatch(labels), "class_samples": len(labels),
+    decoder = model.net.decoder
+    gaussian = getattr(decoder, "likelihood", "bernoulli") == "gaussian"
+    images = "mean" if gaussian else settings.class_mismatch_images
+    labels = generated_labels(decoder, clf, model.spec.model.latent_dim,
+                              settings.class_mismatch_samples, images, settings.seed)
+    return {**class_mismatch(labels), "class_samples": len(labels), "class_images": images,
             "classifier_accuracy": meta["test_accuracy"]}

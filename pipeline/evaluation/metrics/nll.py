@@ -14,24 +14,27 @@ from typing import Any
 
 from pipeline.evaluation.context import EvalData, Trained
 from pipeline.evaluation.loglik import model_log_likelihood, stderr_progress
+from pipeline.evaluation.per_image import PER_IMAGE, entry
 from pipeline.params.evaluate import EvaluateParams
 
 
 def loglik(model: Trained, data: EvalData, settings: EvaluateParams, split: str, limit: int | None,
            method: str, samples: int, seed: int, prefix: str) -> dict[str, Any]:
-    """One estimate's summary (`<prefix>_nll`, its standard error, ...) on a split's prefix."""
+    """One estimate's summary (`<prefix>_nll`, its standard error, ...) on a split's prefix, with
+    the per-image NLLs under PER_IMAGE (pipeline.evaluation.per_image)."""
     _, x = data.split(split, limit)
     progress = stderr_progress(f"{prefix} log-likelihood", data.progress_every_s) \
         if data.progress_every_s else None
     est = model_log_likelihood(model.net, x, method, samples, seed=seed, rows=model.rows,
                                progress=progress, amp=model.amp)
-    return est.summary(prefix)
+    return {**est.summary(prefix), PER_IMAGE: entry(split, method, x, -est.per_example)}
 
 
 def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[str, Any]:
     out = loglik(model, data, settings, "test", settings.loglik_test_size, "is", settings.loglik_k,
                  settings.seed, "test")
     if settings.loglik_train_size:
-        out.update(loglik(model, data, settings, "train", settings.loglik_train_size, "is",
-                          settings.loglik_k, settings.seed + 1, "train"))
+        train = loglik(model, data, settings, "train", settings.loglik_train_size, "is",
+                       settings.loglik_k, settings.seed + 1, "train")
+        out.update({**train, PER_IMAGE: {**out[PER_IMAGE], **train[PER_IMAGE]}})
     return out
