@@ -89,7 +89,7 @@ def test_a_cells_first_trial_runs_the_base_values_of_the_searched_keys(tmp_path)
     from pipeline.sweep.search import CellSearcher
 
     params = with_overrides(compose(ROOT, ["profile=smoke"]), {"sweep.trials_per_cell": 2})
-    cells = expand(params)[:3]
+    cells = [c for c in expand(params) if "train.lr" not in c.fixed][:3]
     searcher = CellSearcher(params, cells, str(tmp_path), "val_loss")
     first = [searcher.suggest(f"t{i}")["suggested"] for i in range(3)]
     assert all(s == {"train.lr": params.train.lr} for s in first)
@@ -98,3 +98,7 @@ def test_a_cells_first_trial_runs_the_base_values_of_the_searched_keys(tmp_path)
     off = CellSearcher(with_overrides(params, {"sweep.first_trial_at_base": False}), cells, str(tmp_path),
                        "val_loss")
     assert off.suggest("t0")["suggested"]["train.lr"] != params.train.lr
+    # a key one grid fixes (Fig. 4's train.lr in conf/config.yaml) is searched in the other grids' cells
+    fig4 = [c for c in expand(params) if "train_size" in c.grids]
+    assert fig4 and all("train.lr" in c.fixed for c in fig4)
+    assert all("train.lr" in c.overrides and "train.lr" not in c.fixed for c in cells)

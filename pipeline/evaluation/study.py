@@ -101,7 +101,11 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
             continue
         verify_checkpoint(base, cell, entry)  # damaged after it was written: named, with the fix
         # Only the history is kept (the weights are the jobs' to load).
-        states[cell] = {"history": ckpt.load(base / entry["checkpoint"] / ckpt.FILENAME).get("history") or []}
+        try:
+            history = ckpt.load(base / entry["checkpoint"] / ckpt.FILENAME).get("history") or []
+        except ckpt.CheckpointError:
+            history = []  # unreadable here: its job fails and names the cell (the rule cannot read it)
+        states[cell] = {"history": history}
         # A run that finished but learned nothing (pipeline.train.outcome): not measured, never
         # in a claim; the row says why, with its last epoch's training metrics.
         why[cell] = diverged((states[cell]["history"] or [{}])[-1])

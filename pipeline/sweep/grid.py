@@ -26,6 +26,10 @@ class Cell:
     label: str
     method: str  # the InfoVAE family member (pipeline.params.vocab.method_name)
     decoder: str
+    # The keys this cell's own grid(s) set. `overrides` holds every key any grid varies (at this
+    # cell's value, the base where its grids leave it), so a key one grid fixes is in every cell's
+    # overrides; only these keys are withheld from the cell's search.
+    fixed: frozenset[str] = frozenset()
 
 
 def _get(params: Params, dotted: str) -> Any:
@@ -93,7 +97,7 @@ def expand(params: Params) -> list[Cell]:
                 overrides.update(part)
             combos.append((grid, overrides))
     varied = sorted({k for _, o in combos for k in o}, key=key_order)
-    found: dict[str, tuple[dict[str, Any], list[str], tuple[str, str]]] = {}
+    found: dict[str, tuple[dict[str, Any], list[str], tuple[str, str], set[str]]] = {}
     for grid, overrides in combos:
         try:
             resolved = _override(params, overrides, source=f"sweep.grids.{grid}")
@@ -103,11 +107,12 @@ def expand(params: Params) -> list[Cell]:
         key = cell_id(spec_identity(resolved, _free(params)))
         obj = resolved.objective
         named = (method_name(obj.divergence, obj.alpha, obj.lambda_, obj.scaling), resolved.model.decoder)
-        grids = found.setdefault(key, (canon, [], named))[1]
+        _, grids, _, fixed = found.setdefault(key, (canon, [], named, set()))
+        fixed.update(overrides)
         if grid not in grids:
             grids.append(grid)
-    return [Cell(key, canon, tuple(grids), cell_label(canon), *named)
-            for key, (canon, grids, named) in found.items()]
+    return [Cell(key, canon, tuple(grids), cell_label(canon), *named, frozenset(fixed))
+            for key, (canon, grids, named, fixed) in found.items()]
 
 
 def resolve(params: Params, cell: Cell, suggested: dict[str, Any]) -> Params:

@@ -52,7 +52,7 @@ def base_point(params: Params, cell: Cell, search: dict[str, SearchDim]) -> dict
     resolved = resolve(params, cell, {})
     out = {}
     for key, dim in search.items():
-        if key in cell.overrides:
+        if key in cell.fixed:
             continue
         value = _get(resolved, key)
         inside = value in dim.choices if dim.type == "categorical" else dim.low <= value <= dim.high
@@ -101,7 +101,7 @@ class CellSearcher(Searcher):
         if cell is None:
             return Searcher.FINISHED
         # A key the grid fixes for this cell is not searched in it.
-        ot = self.studies[cell.id].ask({k: d for k, d in self.space.items() if k not in cell.overrides})
+        ot = self.studies[cell.id].ask({k: d for k, d in self.space.items() if k not in cell.fixed})
         self.issued[cell.id] += 1
         self.live[trial_id] = (cell.id, ot)
         spec = trial_spec(self.params, cell, dict(ot.params), self.data_dir)
