@@ -44,7 +44,7 @@ from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.stages import StageParams, stage_params
 from pipeline.sweep.space import check_complete, verify_checkpoint
 from pipeline.train import checkpoint as ckpt
-from pipeline.train.outcome import DIVERGED, diverged
+from pipeline.train.outcome import DIVERGED, diverged, likelihood_of
 
 
 class EvaluationError(PipelineError):
@@ -102,13 +102,14 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
         verify_checkpoint(base, cell, entry)  # damaged after it was written: named, with the fix
         # Only the history is kept (the weights are the jobs' to load).
         try:
-            history = ckpt.load(base / entry["checkpoint"] / ckpt.FILENAME).get("history") or []
+            state = ckpt.load(base / entry["checkpoint"] / ckpt.FILENAME)
         except ckpt.CheckpointError:
-            history = []  # unreadable here: its job fails and names the cell (the rule cannot read it)
-        states[cell] = {"history": history}
+            state = {}  # unreadable here: its job fails and names the cell (the rule cannot read it)
+        states[cell] = {"history": state.get("history") or []}
         # A run that finished but learned nothing (pipeline.train.outcome): not measured, never
         # in a claim; the row says why, with its last epoch's training metrics.
-        why[cell] = diverged((states[cell]["history"] or [{}])[-1])
+        last = (states[cell]["history"] or [{}])[-1]
+        why[cell] = diverged(last, likelihood=likelihood_of(state.get("spec")))
         if why[cell]:
             log(f"[{n}/{len(best)}] {entry['label']}: {DIVERGED}, not evaluated ({why[cell]})")
             continue

@@ -32,7 +32,7 @@ from pipeline.sweep.search import CellSearcher, trial_spec
 from pipeline.sweep.signals import Interruption, SweepIncomplete, resume_command
 from pipeline.sweep.space import check_space, checkpoint_digest
 from pipeline.sweep.sysmetrics import MonitorSpec
-from pipeline.train.outcome import diverged
+from pipeline.train.outcome import diverged, likelihood_of
 
 FINGERPRINT_TAG = "infovae.fingerprint"
 ORPHAN_TAG = "infovae.orphaned"
@@ -134,7 +134,8 @@ def summarise(trials: list, runs: dict[str, str], cells: list[Cell], outcomes: d
         finished = [r for r in usable if r["status"] == "FINISHED"] or usable
         # A trial that ran away (pipeline.train.outcome) can have the lowest loss of its cell
         # (an adversary beaten: a negative loss); choose among the others while there are any.
-        finished = [r for r in finished if not diverged(r)] or finished
+        finished = [r for r in finished
+                    if not diverged(r, likelihood=likelihood_of(r.get("spec")))] or finished
         entry = {"label": cell.label, "grids": list(cell.grids), "overrides": cell.overrides,
                  "method": cell.method, "decoder": cell.decoder, "trials": len(mine),
                  "failed": sum(r["status"] == "FAILED" for r in mine)}
