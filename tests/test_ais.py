@@ -46,7 +46,7 @@ def test_matches_the_closed_form(lg):
     with T and L; T = 500, L = 5 still leaves ~0.5 nats on the worst of 60 examples)."""
     x = lg.sample(24, seed=3)
     truth = lg.true_log_px(x)
-    est = ais(lg, x, chains=16, steps=1000, leapfrog=10, seed=0)
+    est = ais(lg, x, chains=16, steps=1000, leapfrog=10, seed=0, rows=10_000)  # one chunk
     assert isinstance(est, AISEstimate) and est.method == "ais" and est.samples == 16 and est.steps == 1000
     err = est.per_example - truth
     assert abs(float(err.mean())) < 0.05, float(err.mean())
@@ -68,7 +68,7 @@ def test_stochastic_lower_bound_that_tightens_with_more_distributions(lg):
     truth = lg.true_log_px(x)
     gaps = []
     for steps in (2, 10, 50, 250):
-        err = ais(lg, x, chains=4, steps=steps, leapfrog=5, seed=2).per_example - truth
+        err = ais(lg, x, chains=4, steps=steps, leapfrog=5, seed=2, rows=10_000).per_example - truth
         stderr = float(err.std()) / math.sqrt(err.numel())
         assert float(err.mean()) < 3 * stderr  # E[log estimate] <= log p(x)
         gaps.append(-float(err.mean()))

@@ -32,7 +32,7 @@ BASE_LINES = {  # text edits of the resolved params.yaml -> the message that mus
     "search key typo": ("    train.lr:\n", "    train.lrr:\n", "sweep.search.train.lrr: unknown params key"),
     "duplicate key": ("  batch_size: 100\n", "  batch_size: 100\n  batch_size: 50\n",
                       "duplicate key 'batch_size'"),
-    "inf penalty": ("    gradient_penalty: 10.0\n", "    gradient_penalty: .inf\n",
+    "inf penalty": ("    gradient_penalty: 0.0\n", "    gradient_penalty: .inf\n",
                     "objective.adversarial.gradient_penalty: Input should be a finite number"),
     "nan bandwidth": ("    bandwidth: authors_v1", "    bandwidth: .nan",
                       "objective.mmd.bandwidth.float: Input should be a finite number"),

@@ -7,7 +7,8 @@ profile, so experiments compare column by column:
                                   (test_nll: importance sampling, test_nll_stderr; test_<name>_nll:
                                   any other estimator evaluated, e.g. test_prior_nll)
     cells.evaluated / cells.failed / cells.diverged (pipeline.train.outcome)
-    time.sweep_s, time.sweep_projected_s, time.evaluate_s, time.evaluate_projected_s
+    time.sweep_s, time.evaluate_s  (measured; the plan's projections stay in results/sweep/plan.json
+                                  and the report's "Plan and time", out of the compared columns)
 
 (`claims.*`, the claims' verdicts and statistics, are the report stage's metrics file.) Per-cell
 detail stays in metrics.parquet and the plots.
@@ -82,9 +83,8 @@ def summary(rows: list[dict], sweep_dir: Path, evaluate_s: float) -> dict[str, A
             continue  # several cells of a method (e.g. two decoders): the one of lowest NLL
         table[slug(method(r))] = {k: round(float(v), 4) for k, v in r.items()
                                     if ESTIMATOR.match(k) and v is not None}
-    sweep, plan = _read(sweep_dir / "sweep.json"), _read(sweep_dir / "plan.json")
-    times = {"sweep_s": (sweep.get("seconds") or {}).get("fit"), "sweep_projected_s": plan.get("sweep_s"),
-             "evaluate_s": round(evaluate_s, 1), "evaluate_projected_s": plan.get("evaluate_s")}
+    sweep = _read(sweep_dir / "sweep.json")
+    times = {"sweep_s": (sweep.get("seconds") or {}).get("fit"), "evaluate_s": round(evaluate_s, 1)}
     out: dict[str, Any] = {TABLE1: table} if table else {}
     out["cells"] = {"evaluated": sum(r["status"] == "EVALUATED" for r in rows),
                     "failed": sum(r["status"] == "FAILED" for r in rows),
