@@ -18,7 +18,8 @@ import torch
 
 from bench.common import row, timed
 from pipeline.evaluation.ais import PILOT_CHAINS, model_ais_log_likelihood
-from pipeline.evaluation.loglik import decoder_log_lik, model_log_likelihood
+from pipeline.evaluation.estimate import model_log_likelihood
+from pipeline.evaluation.loglik import decoder_log_lik
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.model.objective import InfoVAE
 from pipeline.params.evaluate import EvaluateParams

@@ -34,7 +34,7 @@ from torch import Tensor
 from bench.gpu_projection import cells, describe, project, read_params
 from pipeline.data.formats import parse_idx
 from pipeline.data.splits import Split
-from pipeline.evaluation.loglik import model_log_likelihood
+from pipeline.evaluation.estimate import model_log_likelihood
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.train.trainer import Trainer
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from bench.common import ROOT, prepared_mnist, row, timed
 from pipeline.evaluation.context import binarize_once
-from pipeline.evaluation.loglik import model_log_likelihood
+from pipeline.evaluation.estimate import model_log_likelihood
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.model.objective import InfoVAE
 from pipeline.params.evaluate import EvaluateParams

@@ -1,10 +1,10 @@
 """Benchmark: PixelCNN ancestral sampling (the class-mismatch metric's cost), images per second.
 
 The two-stack gated PixelCNN (the flexible decoder) samples by caching
-(pipeline.model.pixelcnn_cache: the vertical stack once per row, each layer's horizontal unit
+(pipeline.model.pixelcnn.cache: the vertical stack once per row, each layer's horizontal unit
 once per pixel). Baseline, timed in the same run on the same model and the same z: the
 receptive-field crop sampler (a network pass per pixel over the crop that gives it its exact
-logit, pipeline.model.pixelcnn.crop_sample). Both draw from the same seed; identical draws are
+logit, pipeline.model.pixelcnn.masked.crop_sample). Both draw from the same seed; identical draws are
 checked (float32 here: a logit rounding differently could in principle flip one draw, which the
 line would show; tests/test_gated_pixelcnn.py checks bit-for-bit identity in float64). Models:
 the smoke profile's 2 x 8 and the authors' 12 x 32, one thread (as an evaluation task gets by
@@ -21,7 +21,7 @@ import torch
 
 from bench.common import row, timed
 from pipeline.infra.env import pin_malloc_thresholds
-from pipeline.model.gated_pixelcnn import GatedPixelCNNDecoder
+from pipeline.model.pixelcnn.gated import GatedPixelCNNDecoder
 
 LATENT = 5
 GOAL = 10.0

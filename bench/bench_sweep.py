@@ -145,7 +145,7 @@ def in_sweep(params, base: Path, log: Path, cpu: CpuSampler) -> dict[str, Any]:
 
 
 def part_a(tmp: Path, data_dir: Path, log: Path, cpu: CpuSampler) -> list[dict[str, Any]]:
-    from pipeline.sweep.grid import expand
+    from pipeline.params.grid import expand
     from pipeline.sweep.search import trial_spec
 
     grids = {"bench": {"divergence": ["kl"], "alpha": [0.0], "lambda": [1.0]}}
@@ -326,7 +326,7 @@ def start_child(kind: str) -> None:
 
 
 def part_c(tmp: Path, data_dir: Path, pairs: list[dict[str, Any]]) -> None:
-    from pipeline.sweep.run import preflight
+    from pipeline.sweep.preflight import preflight
 
     print(f"\n(c) start-up: run_sweep's own figures (from (a)) and fresh processes, {STARTS} of each, "
           f"alternated (seconds; load average {os.getloadavg()[0]:.1f})", flush=True)

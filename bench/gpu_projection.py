@@ -2,7 +2,7 @@
 projected time from measured rates (bench/bench_gpu.py).
 
 Work per cell of the sweep's grids (cells named by several grids count once, as
-pipeline.sweep.grid.expand counts them): training = trials x epochs x (train images + validation
+pipeline.params.grid.expand counts them): training = trials x epochs x (train images + validation
 images, the latter a forward pass), an upper bound (ASHA stops some trials early); evaluation =
 K x (test images + train images) IS decoder passes and the class-mismatch samples. The latent
 and semi-supervised metrics (one encoder pass, small SVMs) are left out: seconds per cell.

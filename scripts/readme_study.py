@@ -1,5 +1,5 @@
 """Write the README's study section from a finished study, not by hand: the claims as
-pipeline/report/claims.py states them, each with the verdict and deciding statistic of the run
+pipeline/report/claims/statements.py states them, each with the verdict and deciding statistic of the run
 (results/metrics/claims.json), how far the authors' data supports it, and the run's measured
 time (results/metrics/evaluate.json "time", plus the whole study's wall time when given).
 
@@ -22,8 +22,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.report.authors_data import SUPPORT  # noqa: E402
 from pipeline.report.claims import SPECS  # noqa: E402
+from pipeline.report.claims.authors_data import SUPPORT  # noqa: E402
 
 START, END = "<!-- study:start -->", "<!-- study:end -->"
 
@@ -39,7 +39,8 @@ def block(study: Path, wall_min: float | None) -> str:
             f"failed, {cells.get('diverged', 0)} diverged); training {t.get('sweep_s', 0) / 60:.1f} min, "
             f"evaluation {t.get('evaluate_s', 0) / 60:.1f} min"
             + (f", the whole `dvc repro` {wall_min:.1f} min" if wall_min else "") + " on 2 CPU cores.")
-    rows = ["| Claim | As stated (pipeline/report/claims.py) | Verdict | Statistic | The authors' data |",
+    rows = ["| Claim | As stated (pipeline/report/claims/statements.py) | Verdict | Statistic "
+            "| The authors' data |",
             "|---|---|---|---|---|"]
     for spec in SPECS:
         c = claims.get(spec.id, {})

@@ -4,15 +4,18 @@ import json
 
 from pipeline.data.prepare import prepare
 from pipeline.infra.stage import parser, run
+from pipeline.params.grid import expand
 from pipeline.params.load import load_params
-from pipeline.sweep.grid import expand
+from pipeline.params.stages import stage_params
 
 
 def main(argv=None):
     args = parser(__doc__).parse_args(argv)
     params = load_params(args.params)
-    expand(params)  # every grid cell validated before any work: dvc.yaml runs this stage first
-    summary = prepare(params.data)
+    # Every grid cell validated before any work (dvc.yaml runs this stage first): a check, not a
+    # read; what prepare writes depends on its own section only.
+    expand(params)
+    summary = prepare(stage_params(params, "prepare").data)
     print(json.dumps({k: summary[k] for k in ("count", "mean_pixel", "seconds")}))
 
 

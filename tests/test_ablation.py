@@ -1,4 +1,4 @@
-"""The ablation's variants and verdicts (pipeline.report.ablation) on a synthetic table, and
+"""The ablation's variants and verdicts (pipeline.report.claims.ablation) on a synthetic table, and
 the ablation profile's grid (conf/profile/ablation.yaml)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.params.compose import compose
-from pipeline.report import ablation, rules
-from pipeline.sweep.grid import expand
+from pipeline.params.grid import expand
+from pipeline.report.claims import ablation, rules
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 2000

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.data.splits import load_split
-from pipeline.evaluation.loglik import model_log_likelihood
+from pipeline.evaluation.estimate import model_log_likelihood
 from pipeline.infra import accel
 from pipeline.model import GatedPixelCNNDecoder, MLPDecoder
 from pipeline.model.objective import InfoVAE

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.evaluation.ais import AISEstimate, ais_log_likelihood, beta_schedule, model_ais_log_likelihood
-from pipeline.evaluation.loglik import model_log_likelihood
+from pipeline.evaluation.estimate import model_log_likelihood
 from pipeline.model.objective import InfoVAE
 from pipeline.params.model import ModelParams, ObjectiveParams
 from tests.test_loglik import LinearGaussian

@@ -13,8 +13,8 @@ import pytest
 
 from bench.gpu_projection import cells, project, read_params
 from pipeline.params.compose import compose
+from pipeline.params.grid import expand
 from pipeline.params.vocab import AXIS_KEYS
-from pipeline.sweep.grid import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKED = ("ray", "mlflow", "optuna", "dvc", "pydantic")

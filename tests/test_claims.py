@@ -1,6 +1,6 @@
 """The claims' verdict rules on synthetic metrics tables: for each claim one table that must
 reproduce it, one that must not, and one that must stay inconclusive; and the standard errors
-of pipeline.report.rules against known answers."""
+of pipeline.report.claims.rules against known answers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.report import rules
-from pipeline.report.claims import dvc_metrics, evaluate_claims, mlflow_payload
-from pipeline.report.rules import FAILS, HOLDS, MISSING, UNCLEAR, Check
+from pipeline.report.claims import dvc_metrics, evaluate_claims, mlflow_payload, rules
+from pipeline.report.claims.rules import FAILS, HOLDS, MISSING, UNCLEAR, Check
 
 R, INC = rules.REPRODUCED, rules.INCONCLUSIVE
 NOT = rules.NOT_REPRODUCED
@@ -180,7 +179,7 @@ def test_pairing_carries_the_ais_correction():
                        per_image_table({cell[k]: v[:m] for k, v in is_nll.items()}, "is_ais")])
     c = judge_paired(rows, table)
     check = next(ch for ch in c.checks if ch.what.startswith("NLL(MMD-VAE) < NLL(ELBO (784/d)) [paired"))
-    from pipeline.report.claim_checks import fair_nll
+    from pipeline.report.claims.nll import fair_nll
     fair = {r["method"]: fair_nll(r)[0] for r in rows}
     assert check.margin == pytest.approx(fair[EA] - fair["MMD-VAE"])
     assert check.outcome == HOLDS and check.stderr < 0.5
@@ -263,7 +262,7 @@ def test_logdet_stderr_matches_gaussian_simulation():
 def test_mmd_stderr_bounds_the_spread_of_the_estimate():
     import torch
 
-    from pipeline.evaluation.metrics.latent import mmd_unbiased_to_prior
+    from pipeline.model.latent_stats import mmd_unbiased_to_prior
 
     g = torch.Generator().manual_seed(0)
     n, d = 400, 5

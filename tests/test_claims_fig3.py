@@ -1,4 +1,4 @@
-"""C3-C6 as stated from the authors' data (pipeline.report.authors_data): the authors' own Fig. 3
+"""C3-C6 as stated from the authors' data (pipeline.report.claims.authors_data): the authors' own Fig. 3
 numbers must reproduce C4-C6 where their data supports them, and fail where it does not; the
 PixelCNN decoder and the ELBO (784/d) row are required; C3 on synthetic MI values."""
 
@@ -9,9 +9,8 @@ import math
 import pandas as pd
 
 from pipeline.params.vocab import ELBO_AUTHORS, method_name
-from pipeline.report import authors_data as ad
-from pipeline.report import rules
-from pipeline.report.claims import evaluate_claims
+from pipeline.report.claims import authors_data as ad
+from pipeline.report.claims import evaluate_claims, rules
 
 R, INC, NOT = rules.REPRODUCED, rules.INCONCLUSIVE, rules.NOT_REPRODUCED
 ELBO_A, MMD, STEIN, ADV = ELBO_AUTHORS, "MMD-VAE", "Stein-VAE", "Adversarial-VAE"

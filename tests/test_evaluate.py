@@ -12,11 +12,11 @@ import torch
 import yaml
 
 from pipeline.data.splits import load_split
+from pipeline.errors import PipelineError
 from pipeline.evaluation.context import binarize_once
+from pipeline.evaluation.estimate import model_log_likelihood
 from pipeline.evaluation.evaluate import METRICS, evaluate_checkpoint, write_row
-from pipeline.evaluation.loglik import model_log_likelihood
 from pipeline.evaluation.per_image import PER_IMAGE
-from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import ClassifierParams, EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 from pipeline.train.checkpoint import RunSpec

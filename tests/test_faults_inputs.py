@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.errors import PipelineError
 from pipeline.infra import tracking
-from pipeline.infra.errors import PipelineError
 from pipeline.params.load import ParamsError, load_params
 from pipeline.params.study import TrackingParams
 from pipeline.report.study import build_report

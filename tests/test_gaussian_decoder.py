@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from pipeline.data.splits import Split
+from pipeline.errors import PipelineError
 from pipeline.evaluation.context import binarize_once
-from pipeline.evaluation.loglik import decoder_log_lik, decoder_log_lik_table, model_log_likelihood
+from pipeline.evaluation.estimate import model_log_likelihood
+from pipeline.evaluation.loglik import decoder_log_lik, decoder_log_lik_table
 from pipeline.evaluation.outputs import method, summary
-from pipeline.infra.errors import PipelineError
 from pipeline.model import build_decoder
 from pipeline.model.likelihood import binarize_inputs, gaussian_log_prob_table, gaussian_pixels
 from pipeline.params.load import ParamsError, parse_params
@@ -142,7 +143,7 @@ def test_params_refuse_pixelcnn_with_a_gaussian_likelihood_naming_the_key():
     with pytest.raises(ParamsError, match="decoder_std_floor"):
         parse_params({"model": {"likelihood": "gaussian", "decoder_std_floor": 0.0}})
     # a grid cell is validated the same way, before any compute
-    from pipeline.sweep.grid import expand
+    from pipeline.params.grid import expand
 
     grid = {"g": {"decoder": ["conv", "pixelcnn"], "likelihood": ["gaussian"]}}
     with pytest.raises(ParamsError, match=r"model\.likelihood"):

@@ -10,9 +10,9 @@ import pytest
 
 from pipeline.data.prepare import prepare
 from pipeline.params.data import DataParams
+from pipeline.params.grid import expand
 from pipeline.params.load import load_params, with_overrides
-from pipeline.sweep.grid import expand
-from pipeline.sweep.run import fingerprint
+from pipeline.sweep.preflight import fingerprint
 from tests.conftest import ROOT
 
 PLACEMENT = {  # each changes no result

@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from pipeline.evaluation.loglik import importance_log_likelihood, model_log_likelihood, prior_log_likelihood
+from pipeline.evaluation.estimate import model_log_likelihood
+from pipeline.evaluation.loglik import importance_log_likelihood, prior_log_likelihood
 from pipeline.model.base import LOG_2PI
 from pipeline.model.objective import InfoVAE
 from pipeline.params.model import ModelParams, ObjectiveParams

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from pipeline.evaluation.metrics.latent import (
+from pipeline.model.divergences.mmd import mmd
+from pipeline.model.latent_stats import (
     active_units,
     latent_diagnostics,
     logdet_covariance,
@@ -16,7 +17,6 @@ from pipeline.evaluation.metrics.latent import (
     mutual_information,
     sample_codes,
 )
-from pipeline.model.divergences.mmd import mmd
 
 
 def test_logdet_of_known_covariance():

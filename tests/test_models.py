@@ -16,7 +16,7 @@ from pipeline.model import (
     build_encoder,
 )
 from pipeline.model.base import Decoder, bernoulli_log_prob
-from pipeline.model.pixelcnn import MaskedConv2d
+from pipeline.model.pixelcnn.masked import MaskedConv2d
 from pipeline.params.model import ModelParams
 
 D = 3  # latent dim of the small test models

@@ -17,8 +17,7 @@ from pipeline.evaluation import study as eval_study
 from pipeline.evaluation.outputs import summary
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 from pipeline.params.vocab import ELBO_AUTHORS
-from pipeline.report import rules
-from pipeline.report.claims import evaluate_claims
+from pipeline.report.claims import evaluate_claims, rules
 from pipeline.report.tables import collapsed, not_evaluated
 from pipeline.train.checkpoint import RunSpec
 from pipeline.train.outcome import COIN_NATS, DIVERGED, diverged
@@ -172,9 +171,9 @@ def test_summary_counts_each_status():
 def test_the_sweep_does_not_choose_a_runaway_trial_for_its_low_loss():
     from types import SimpleNamespace
 
-    from pipeline.sweep.grid import Cell
+    from pipeline.params.grid import Cell
     from pipeline.sweep.outcome import Outcome
-    from pipeline.sweep.run import summarise
+    from pipeline.sweep.summary import summarise
 
     spec = {"objective": {"divergence": "adversarial", "alpha": 1.0, "lambda": 100.0},
             "model": {"latent_dim": 10, "encoder": "mlp", "decoder": "pixelcnn"},

@@ -40,7 +40,7 @@ def test_summary_keys_are_per_method_and_estimator(tmp_path):
 def test_plot_files_hold_only_their_grid(tmp_path):
     history = [{"cell": "a", "epoch": e, "val_mi": 0.5 * e, "val_mmd": 0.1} for e in (1, 2)] + \
               [{"cell": "c", "epoch": 1, "val_mi": 9.0, "val_mmd": 0.3}]
-    write_plots(tmp_path / "plots", ROWS, history, curve_latent_dim=2)
+    write_plots(tmp_path / "plots", ROWS, history)
     read = {n: list(csv.DictReader(open(tmp_path / "plots" / n))) for n in PLOTS}
     assert [(r["series"], float(r["test_nll"])) for r in read["table1_nll.csv"]] == \
         [("ELBO", 90.0), ("MMD-VAE", 88.25), ("MMD-VAE", 87.0)]
@@ -48,7 +48,8 @@ def test_plot_files_hold_only_their_grid(tmp_path):
     assert {r["series"] for r in read["latent_ss_error.csv"]} == {"ELBO, 100 labels"}
     assert [(r["series"], r["epoch"], r["val_mi"]) for r in read["information_mi.csv"]] == \
         [("ELBO", "1", "0.5"), ("ELBO", "2", "1.0")]  # cell c (latent_dim grid) is not in it
-    assert [r["val_mmd"] for r in read["latent_mmd_training.csv"]] == ["0.3"]  # d=2 only
+    assert [(r["series"], r["val_mmd"]) for r in read["latent_mmd_training.csv"]] == \
+        [("ELBO, d = 2", "0.3")]  # every latent dim's curves, named by it (cell d has no history)
     assert read["alpha_lambda_nll.csv"] == [{"series": "alpha=0", "lambda": "100.0", "test_nll": "99.0"}]
     assert read["train_size_logdet.csv"] == []  # no such grid: a header only
     assert (tmp_path / "plots" / "train_size_logdet.csv").read_text() == "series,train_size,logdet_cov\n"
@@ -83,13 +84,15 @@ def test_report_compares_projected_and_actual_time(tmp_path):
     from pipeline.report.timing import timing_section
 
     (tmp_path / "evaluate.json").write_text(json.dumps({"time": {"evaluate_s": 90.0}}))
-    plan = {"sweep_s": 100.0, "evaluate_s": 60.0, "total_s": 160.0, "line": "plan: 2 cells x 1 trials"}
+    plan = {"sweep_s": 100.0, "line": "plan: 2 cells x 1 trials"}
+    eval_plan = {"evaluate_s": 60.0, "line": "evaluation plan: 2 cells to measure"}  # the stage's own
     inputs = SimpleNamespace(base=tmp_path, sweep={"plan": plan, "seconds": {"fit": 150.0}},
-                             metrics=pd.DataFrame({"seconds_loglik_test": [1.0]}))
+                             eval_plan=eval_plan, metrics=pd.DataFrame({"seconds_loglik_test": [1.0]}))
     section = timing_section(inputs, "evaluate.json")
-    table = section.blocks[1]
+    assert "evaluation plan: 2 cells to measure" in section.blocks[1].text
+    table = section.blocks[2]
     assert table.rows == [["sweep (training)", "1m40s", "2m30s", "1.50x"],
                           ["evaluation", "1m00s", "1m30s", "1.50x"], ["total", "2m40s", "4m00s", "1.50x"]]
     assert "plan: 2 cells x 1 trials" in section.blocks[0].text
-    no_plan = timing_section(SimpleNamespace(base=tmp_path, sweep={}, metrics=pd.DataFrame()))
+    no_plan = timing_section(SimpleNamespace(base=tmp_path, sweep={}, eval_plan=None, metrics=pd.DataFrame()))
     assert no_plan.blocks[0].kind == "note"

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipeline.errors import PipelineError
 from pipeline.infra import tracking
-from pipeline.infra.errors import PipelineError
 from pipeline.params.load import load_params, with_overrides
 from pipeline.params.stages import stage_params
 from pipeline.params.study import TrackingParams
@@ -40,7 +40,7 @@ OOM = "RuntimeError: CUDA out of memory while allocating 2.00 GiB"
 
 
 def _cells(grids: tuple[str, ...]) -> list[dict]:
-    """The study's cells as pipeline.sweep.grid makes them: one cell per configuration, carrying
+    """The study's cells as pipeline.params.grid makes them: one cell per configuration, carrying
     the names of every grid that reaches it."""
     found: dict[tuple, dict] = {}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.infra.errors import PipelineError
+from pipeline.errors import PipelineError
 
 IDX_UBYTE = 0x08
 

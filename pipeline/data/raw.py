@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 from pipeline.data.sources import RawFile, Source
-from pipeline.infra.errors import PipelineError
+from pipeline.errors import PipelineError
 
 
 class RawDataError(PipelineError):

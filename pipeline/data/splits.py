@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.infra.errors import PipelineError
+from pipeline.errors import PipelineError
 
 SPLITS = ("train", "validation", "test")
 SIDE = 28

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.data.splits import load_split, read_metadata
+from pipeline.errors import PipelineError
 from pipeline.infra import atomic
-from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import ClassifierParams
 
 ARCH = "cnn16-32-fc128"

@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 import torch
 
 from pipeline.data.splits import read_metadata
+from pipeline.errors import PipelineError
 from pipeline.evaluation.context import EvalData, Trained
 from pipeline.evaluation.metrics import ais_nll, class_mismatch, latent, nll, prior_nll, semisupervised
 from pipeline.evaluation.per_image import PER_IMAGE
 from pipeline.infra import accel, atomic
 from pipeline.infra.env import pin_malloc_thresholds
-from pipeline.infra.errors import PipelineError
 from pipeline.model.likelihood import continuous_inputs
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.vocab import method_name

@@ -37,7 +37,6 @@ from torch import Tensor
 from pipeline.infra import accel
 from pipeline.model.base import LOG_2PI, Decoder, at_least_fp32, standard_normal_log_prob
 from pipeline.model.likelihood import HALF_LOG_2PI, gaussian_log_prob_table, gaussian_pixels
-from pipeline.model.objective import InfoVAE
 
 Encode = Callable[[Tensor], tuple[Tensor, Tensor]]  # x [B, ...] -> (mean, std) [B, d]
 LogLik = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], z [B, k, d]) -> log p(x|z) [B, k]
@@ -239,37 +238,6 @@ def decoder_log_lik_table(decoder: Decoder) -> LogLikTable:
         logits = decoder.logits(z).flatten(1)  # [M, P]
         return torch.addmm(-F.softplus(logits).sum(-1)[None], x.flatten(1).to(logits.dtype), logits.T)
     return table_factorized
-
-
-def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *, seed: int = 0,
-                         rows: int | None = None, progress: Progress | None = None,
-                         amp: torch.dtype | None = None, **ais_options: int) -> LoglikEstimate:
-    """log p(x) of a trained InfoVAE (eval mode) for images x [N, 1, 28, 28] (binary; grey levels
-    for a Gaussian decoder, whose log p(x) is a density's) on the
-    model's device: method "is" (K = samples draws of q(z|x) per image), "prior" (M = samples
-    draws of p(z)) or "ais" (annealed importance sampling, pipeline.evaluation.ais: K = samples
-    chains; ais_options steps, leapfrog); at most `rows` z's per decoder call (None: all).
-    `amp`: autocast dtype of the decoder network (IS: the encoder, weights and sums stay fp32)."""
-    if method == "ais":
-        # Imported here: pipeline.evaluation.ais imports this module.
-        from pipeline.evaluation.ais import model_ais_log_likelihood
-        return model_ais_log_likelihood(model, x, samples, seed=seed, rows=rows,
-                                        progress=progress, **ais_options)
-    if ais_options:
-        raise ValueError(f"options {sorted(ais_options)} are for method 'ais' only")
-    if model.training:
-        raise ValueError("evaluate log-likelihoods in eval mode (model.eval())")
-    x = x.to(next(model.parameters()).device)
-    if method == "is":
-        return importance_log_likelihood(x, model.encoder, decoder_log_lik(model.decoder, amp),
-                                         samples, seed=seed, rows=rows, progress=progress)
-    if method == "prior":
-        # Autoregressive pairs cost a decoder pass each: keep chunks of examples small there.
-        per_chunk = 1 if model.decoder.autoregressive else 1024
-        return prior_log_likelihood(x, decoder_log_lik_table(model.decoder), model.encoder.latent_dim,
-                                    samples, seed=seed, rows=rows,
-                                    examples_per_chunk=per_chunk, progress=progress)
-    raise ValueError(f"unknown log-likelihood method {method!r}: 'is', 'prior' or 'ais'")
 
 
 def stderr_progress(label: str, every_s: float = 30.0) -> Progress:

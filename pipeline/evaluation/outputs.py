@@ -117,17 +117,17 @@ def _points(rows: list[dict], x: str, y: str, series=method) -> list[dict]:
                   key=lambda p: (p["series"], p[x] if p[x] is not None else 0))
 
 
-def _curves(rows: list[dict], history: list[dict], y: str) -> list[dict]:
-    names = {r["cell"]: method(r) for r in rows}
+def _curves(rows: list[dict], history: list[dict], y: str, series=method) -> list[dict]:
+    names = {r["cell"]: series(r) for r in rows}
     return [{"series": names[h["cell"]], "epoch": int(h["epoch"]), y: h.get(y)}
             for h in history if h["cell"] in names]
 
 
-def plot_data(rows: list[dict], history: list[dict], curve_latent_dim: int | None = None) -> dict[str, list]:
-    """Each plot file's rows (pipeline.report.experiments draws the same figures)."""
+def plot_data(rows: list[dict], history: list[dict]) -> dict[str, list]:
+    """Each plot file's rows (pipeline.report.experiments draws the same figures). Fig. 3 D's
+    curves are every latent dim's, named by it (the report picks one, report.curve_latent_dim:
+    a report setting that reruns no evaluation)."""
     latent, size = _in(rows, LATENT), _in(rows, SIZE)
-    dims = sorted({r["latent_dim"] for r in latent})
-    at = curve_latent_dim if curve_latent_dim in dims or not dims else max(dims)
     labels = sorted({int(k.split("_")[2]) for r in latent for k in r if re.fullmatch(r"ss_error_\d+", k)})
     ss = [{"series": f"{method(r)}, {n} labels", "latent_dim": r["latent_dim"],
            "ss_error": r.get(f"ss_error_{n}")}
@@ -141,7 +141,8 @@ def plot_data(rows: list[dict], history: list[dict], curve_latent_dim: int | Non
         "latent_mmd.csv": _points(latent, "latent_dim", "mmd"),
         "latent_logdet.csv": _points(latent, "latent_dim", "logdet_cov"),
         "latent_class_mismatch.csv": _points(latent, "latent_dim", "class_mismatch"),
-        "latent_mmd_training.csv": _curves([r for r in latent if r["latent_dim"] == at], history, "val_mmd"),
+        "latent_mmd_training.csv": _curves(latent, history, "val_mmd",
+                                           lambda r: f"{method(r)}, d = {r['latent_dim']}"),
         "latent_ss_error.csv": ss,
         "train_size_logdet.csv": logdet,
         "information_mi.csv": _curves(_in(rows, INFO), history, "val_mi"),
@@ -150,10 +151,9 @@ def plot_data(rows: list[dict], history: list[dict], curve_latent_dim: int | Non
     }
 
 
-def write_plots(directory: Path, rows: list[dict], history: list[dict],
-                curve_latent_dim: int | None = None) -> None:
+def write_plots(directory: Path, rows: list[dict], history: list[dict]) -> None:
     """The plot CSVs `dvc plots show` renders (dvc.yaml); the directory is replaced as a whole."""
-    data = plot_data(rows, history, curve_latent_dim)
+    data = plot_data(rows, history)
     with atomic.replace_dir(directory) as tmp:
         for name, columns in PLOTS.items():
             _csv(tmp / name, columns, data[name])

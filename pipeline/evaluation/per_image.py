@@ -1,6 +1,6 @@
 """Per-image NLLs: what the metrics keep beside their means, and the table the stage writes.
 
-A paired comparison of two cells (pipeline.report.rules.paired_difference) needs each cell's NLL
+A paired comparison of two cells (pipeline.report.claims.rules.paired_difference) needs each cell's NLL
 of every test image, and proof that the images are the same: the same index in the split and the
 same pixels (dynamic binarization draws them from evaluate.seed, so a different seed or a
 different data version gives other images under the same index). Each image therefore carries a

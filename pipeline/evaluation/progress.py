@@ -1,28 +1,18 @@
 """Progress of the evaluate stage: a line per cell as it starts (with its projected time) and
 ends (actual vs projected), and an overall tqdm bar on stderr with the time left.
 
-The projection per cell is the sweep's plan (results/sweep/plan.json, pipeline.sweep.plan);
+The projection per cell is the stage's own plan (pipeline.evaluation.plan);
 the time left is the projected seconds of the cells still to do plus the finished cells' mean
 overrun of their projection (or, without a plan, the mean time per finished cell).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from pipeline.sweep.plan import PLAN, duration
-
-
-def projected(sweep_dir: Path) -> dict[str, float]:
-    """Projected evaluation seconds per cell from the sweep's plan; {} when there is none."""
-    try:
-        return dict(json.loads((sweep_dir / PLAN).read_text()).get("evaluate_s_by_cell") or {})
-    except (OSError, ValueError):
-        return {}
+from pipeline.infra.timing import duration
 
 
 class EvalProgress:

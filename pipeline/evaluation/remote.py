@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import PipelineError
 from pipeline.evaluation.jobs import evaluate_job
 from pipeline.infra.cluster import check_fits, connect
-from pipeline.infra.errors import PipelineError
 from pipeline.params.evaluate import EvaluateParams
 
 

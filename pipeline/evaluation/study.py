@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.data.splits import content_digest
+from pipeline.errors import PipelineError
 from pipeline.evaluation.jobs import Job, cache_key, evaluate_job
 from pipeline.evaluation.outputs import write_plots, write_summary
 from pipeline.evaluation.per_image import COLUMNS as PER_IMAGE_COLUMNS
 from pipeline.evaluation.per_image import split_row, table_rows
-from pipeline.evaluation.progress import EvalProgress, projected
+from pipeline.evaluation.plan import announce
+from pipeline.evaluation.progress import EvalProgress
 from pipeline.evaluation.tracking_log import log_evaluation
 from pipeline.infra import atomic, tracking
-from pipeline.infra.errors import PipelineError
 from pipeline.infra.layout import (
     BEST,
     CACHE,
@@ -122,7 +123,10 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
         else:
             todo.append(Job(cell, f"[{n}/{len(best)}] {entry['label']}", entry["checkpoint"], path,
                             autoregressive=entry.get("decoder") == "pixelcnn", grids=grids))
-    fresh = run_jobs(todo, params, settings, base, data_dir, log)
+    # The plan is made before any measurement, on the checkpoints to measure (none: nothing to
+    # project, and a plan of an earlier run must not stand for this one).
+    plan = announce(todo, settings, base, data_dir, out, log)
+    fresh = run_jobs(todo, params, settings, base, data_dir, plan["evaluate_s_by_cell"], log)
     rows, history, per_image = [], [], []
     client = None
     with atomic.replace_dir(out / IMAGES) as images:
@@ -154,7 +158,7 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
     _write_tables(out, rows, history, per_image)
     summary = write_summary(base / params.evaluate.summary, rows, base / params.sweep.out_dir,
                             time.perf_counter() - start)
-    write_plots(base / params.evaluate.plots_dir, rows, history, params.report.curve_latent_dim)
+    write_plots(base / params.evaluate.plots_dir, rows, history)
     return {"cells": len(rows), "evaluated": sum(r["status"] == "EVALUATED" for r in rows),
             "evaluated_now": len(fresh), "failed": sum(r["status"] == "FAILED" for r in rows),
             "diverged": sum(r["status"] == DIVERGED for r in rows),
@@ -162,12 +166,12 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
 
 
 def run_jobs(jobs: list[Job], params: StageParams, settings: EvaluateParams, base: Path, data_dir: Path,
-             log=print) -> dict[str, dict[str, Any]]:
+             plan: dict[str, float], log=print) -> dict[str, dict[str, Any]]:
     """Every job's row by cell: in this process one after another (evaluate.max_concurrent 1),
-    else as Ray tasks, at most max_concurrent at a time, on the cluster section's Ray."""
+    else as Ray tasks, at most max_concurrent at a time, on the cluster section's Ray; `plan`:
+    each cell's projected seconds (pipeline.evaluation.plan), for the progress lines."""
     if not jobs:
         return {}
-    plan = projected(base / params.sweep.out_dir)
     if params.evaluate.max_concurrent == 1:
         out = {}
         with EvalProgress(jobs, plan, log) as progress:

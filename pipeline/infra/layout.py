@@ -7,4 +7,5 @@ SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
 # evaluate stage outs (evaluate.out_dir)
 METRICS, HISTORY, SUMMARY, IMAGES, PLOTS, CACHE = (
     "metrics.parquet", "history.parquet", "summary.json", "images", "plots", "cache")
+PLAN = "plan.json"  # each of the sweep and evaluate stages projects its own time (in its out_dir)
 PER_IMAGE_NLL = "per_image_nll.parquet"  # every cell's NLL of every test image (paired comparisons)

@@ -7,8 +7,8 @@ import signal
 import sys
 from collections.abc import Callable
 
+from pipeline.errors import PipelineError
 from pipeline.infra.env import quiet_defaults
-from pipeline.infra.errors import PipelineError
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipeline.errors import PipelineError
 from pipeline.infra.env import quiet_defaults
-from pipeline.infra.errors import PipelineError
 from pipeline.params.study import TrackingParams
 
 T = TypeVar("T")

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from pipeline.model.base import Decoder, Encoder, apply_init
 from pipeline.model.conv import ConvDecoder, ConvEncoder
-from pipeline.model.gated_pixelcnn import GatedPixelCNNDecoder
 from pipeline.model.likelihood import DECODER_STD_FLOOR
 from pipeline.model.mlp import MLPDecoder, MLPEncoder
-from pipeline.model.pixelcnn import PixelCNNDecoder
+from pipeline.model.pixelcnn.gated import GatedPixelCNNDecoder
+from pipeline.model.pixelcnn.masked import PixelCNNDecoder
 
 if TYPE_CHECKING:  # the model code runs without pydantic (bench/bench_gpu.py on a bare machine)
     from pipeline.params.model import ModelParams

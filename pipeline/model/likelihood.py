@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from pipeline.infra.errors import PipelineError
+from pipeline.errors import PipelineError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 DECODER_STD_FLOOR = 0.005  # the authors' tf.maximum(stddev, 0.005)

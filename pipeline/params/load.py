@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from pipeline.infra.errors import PipelineError
+from pipeline.errors import PipelineError
 from pipeline.params.data import DataParams
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams

@@ -15,14 +15,10 @@ from pipeline.params.load import Params, ParamsError, with_overrides
 # stage -> the sections (whole) and dotted keys (one value of a section) it reads
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "prepare": ("data",),
-    # evaluate: the plan printed before training projects the evaluation's time too; profile:
-    # the composed profile's name, a param of the sweep's parent MLflow run
-    "sweep": ("profile", "data.out_dir", "model", "objective", "train", "sweep", "cluster", "tracking",
-              "evaluate"),
-    # report.curve_latent_dim: the latent dim whose training curves the evaluate stage's DVC
-    # plot shows, the same one as the report's figure
-    "evaluate": ("data.out_dir", "sweep.out_dir", "evaluate", "cluster", "tracking",
-                 "report.curve_latent_dim"),
+    # profile: the composed profile's name, a param of the sweep's parent MLflow run. No stage
+    # reads a later stage's section: a later setting never reruns an earlier stage.
+    "sweep": ("profile", "data.out_dir", "model", "objective", "train", "sweep", "cluster", "tracking"),
+    "evaluate": ("data.out_dir", "sweep.out_dir", "evaluate", "cluster", "tracking"),
     "report": ("sweep.out_dir", "evaluate.out_dir", "report", "tracking"),
 }
 

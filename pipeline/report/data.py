@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.infra.errors import PipelineError
+from pipeline.errors import PipelineError
 
 # File names of the sweep (pipeline.sweep.run) and evaluate (pipeline.evaluation.study) stages.
 from pipeline.infra.layout import (  # noqa: F401
@@ -20,6 +20,7 @@ from pipeline.infra.layout import (  # noqa: F401
     IMAGES,
     METRICS,
     PER_IMAGE_NLL,
+    PLAN,
     RECONSTRUCTIONS,
     SAMPLES,
     SWEEP,
@@ -90,6 +91,7 @@ class StudyInputs:
     images: Path
     mlflow_ui: str | None = None  # the MLflow UI's base URL: run ids become links to their pages
     per_image: pd.DataFrame | None = None  # per_image_nll.parquet; None: an older results dir
+    eval_plan: dict[str, Any] | None = None  # the evaluate stage's plan (pipeline.evaluation.plan)
 
     @property
     def grids(self) -> dict[str, list[str]]:
@@ -168,6 +170,8 @@ def load_inputs(base: Path, sweep_dir: str, eval_dir: str) -> StudyInputs:
         per_image=(read_table(eval_path / PER_IMAGE_NLL, base, "evaluate",
                               ("cell", "split", "estimator", "image", "image_digest", "nll"))
                    if (eval_path / PER_IMAGE_NLL).is_file() else None),
+        eval_plan=(read_json(eval_path / PLAN, base, "evaluate") if (eval_path / PLAN).is_file()
+                   else None),
     )
 
 

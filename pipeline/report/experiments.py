@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from pipeline.params.report import ReportParams
-from pipeline.report import authors_data
-from pipeline.report.claims_section import REFERENCE_ANCHOR
+from pipeline.report.claims import authors_data
+from pipeline.report.claims.section import REFERENCE_ANCHOR
 from pipeline.report.data import StudyInputs, column
 from pipeline.report.doc import Figure, Inline, Link, Section, Table, Text, count, missing, num, source, text
 from pipeline.report.figures import STYLES, Line, Panel, method_order, palette, panel_figure
@@ -49,7 +49,8 @@ def _lines(rows: pd.DataFrame, x: str, y: str, colors: dict[str, str], err: str 
 
 
 def _authors_fig3(metric: str, colors: dict[str, str]) -> list[Line]:
-    """The authors' Fig. 3 curves of a panel, one per method they drew (pipeline.report.authors_data)."""
+    """The authors' Fig. 3 curves of a panel, one per method they drew
+    (pipeline.report.claims.authors_data)."""
     out = []
     for method in authors_data.FIG3.get(metric, {}):
         x, y = authors_data.fig3_line(metric, method)

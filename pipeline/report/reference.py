@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.report.claims_section import PAPER, REFERENCE_ANCHOR
+from pipeline.report.claims.section import PAPER, REFERENCE_ANCHOR
 from pipeline.report.doc import Figure, Section, Text
 
 KNOWN = {  # file -> what it shows (the study's names for the authors' figures)

@@ -13,9 +13,8 @@ from pipeline.infra import atomic, tracking
 from pipeline.params.load import Params
 from pipeline.params.report import ReportParams
 from pipeline.params.stages import stage_params
-from pipeline.report import ablation
-from pipeline.report.claims import Claim, dvc_metrics, evaluate_claims, mlflow_payload
-from pipeline.report.claims_section import claims_section
+from pipeline.report.claims import Claim, ablation, dvc_metrics, evaluate_claims, mlflow_payload
+from pipeline.report.claims.section import claims_section
 from pipeline.report.data import ReportError, StudyInputs, load_inputs
 from pipeline.report.doc import Report
 from pipeline.report.experiments import information_section, latent_dim_section, train_size_section

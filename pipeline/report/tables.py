@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.report.authors_data import TABLE1
+from pipeline.report.claims.authors_data import TABLE1
 from pipeline.report.data import EVALUATED, StudyInputs
 from pipeline.report.doc import Section, Table, Text, count, missing, num, run_link, source, text
 from pipeline.train.outcome import COIN_NATS, DIVERGED

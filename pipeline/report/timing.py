@@ -1,9 +1,11 @@
 """The plan against what happened: projected and actual time of the sweep and the evaluation.
 
-The projection is the sweep stage's plan (sweep.json "plan", pipeline.sweep.plan), made before
-any trial from a calibration on the machine; the actual times are the sweep's Tune fit
-(sweep.json "seconds") and the evaluation's wall time (the evaluate stage's DVC summary,
-"time.evaluate_s"; without it, the sum of the cells' measured evaluation parts).
+Each stage projects its own time before it computes, from a calibration on the machine: the
+sweep's plan (sweep.json "plan", pipeline.sweep.plan) before any trial, the evaluation's
+(results/eval/plan.json, pipeline.evaluation.plan) on the trained models before it measures
+them. The actual times are the sweep's Tune fit (sweep.json "seconds") and the evaluation's wall
+time (the evaluate stage's DVC summary, "time.evaluate_s"; without it, the sum of the cells'
+measured evaluation parts).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.infra.timing import duration
 from pipeline.report.data import StudyInputs
 from pipeline.report.doc import Section, Table, Text
-from pipeline.sweep.plan import duration
 
 SUMMARY = "results/metrics/evaluate.json"  # the evaluate stage's default summary
 
@@ -46,16 +48,21 @@ def timing_section(inputs: StudyInputs, summary_path: str | Path = SUMMARY) -> S
         return section
     fit = (inputs.sweep.get("seconds") or {}).get("fit")
     evaluate, how = _evaluate_seconds(inputs, inputs.base / summary_path)
+    projected = (inputs.eval_plan or {}).get("evaluate_s")
     total = fit + evaluate if fit is not None and evaluate is not None else None
-    rows = [["sweep (training)", duration(plan.get("sweep_s")), duration(fit),
-             _ratio(fit, plan.get("sweep_s"))],
-            ["evaluation", duration(plan.get("evaluate_s")), duration(evaluate),
-             _ratio(evaluate, plan.get("evaluate_s"))],
-            ["total", duration(plan.get("total_s")), duration(total), _ratio(total, plan.get("total_s"))]]
+    sweep = plan.get("sweep_s")
+    planned = sweep + projected if sweep is not None and projected is not None else None
+    rows = [["sweep (training)", duration(sweep), duration(fit), _ratio(fit, sweep)],
+            ["evaluation", duration(projected), duration(evaluate), _ratio(evaluate, projected)],
+            ["total", duration(planned), duration(total), _ratio(total, planned)]]
     line = plan.get("line", "")
     section.blocks.append(Text(f"The sweep stage's plan, printed before any training: {line}."))
+    if inputs.eval_plan:
+        line = inputs.eval_plan["line"]
+        section.blocks.append(Text(f"The evaluate stage's, printed before it measured: {line}."))
     section.blocks.append(Table(["stage", "projected", "actual", "actual / projected"], rows,
-                                f"Projected from a calibration on this machine (pipeline/sweep/plan.py); "
-                                f"actual sweep: Ray Tune's fit; actual evaluation: {how}. An evaluation "
-                                "served from its cache takes less than projected."))
+                                "Projected from a calibration on this machine (pipeline/sweep/plan.py, "
+                                "pipeline/evaluation/plan.py); actual sweep: Ray Tune's fit; actual "
+                                f"evaluation: {how}. An evaluation served from its cache projects "
+                                "only the cells it measured."))
     return section

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.tune import CLIReporter
 
-from pipeline.sweep.plan import duration, schedule
+from pipeline.infra.timing import duration, schedule
 
 METRICS = {"val_loss": "val_loss", "val_nelbo": "val_nelbo", "val_mi": "val_mi"}
 

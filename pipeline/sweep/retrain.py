@@ -18,8 +18,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipeline.errors import PipelineError
 from pipeline.infra import atomic
-from pipeline.infra.errors import PipelineError
 from pipeline.infra.layout import BEST, TRIALS
 from pipeline.sweep.space import file_digest
 

@@ -1,76 +1,39 @@
 """Run the sweep of params.yaml: validate, connect, fit (or resume), summarise.
 
-Everything that can be checked is checked before any trial starts: the grid cells and search
-space against the schema, the prepared data, the MLflow store, the Ray cluster and whether
-one trial's resources fit on a node. The Ray experiment directory is named after a
-fingerprint of everything that defines the sweep, so rerunning the same sweep resumes it
-(finished trials are not rerun) and a changed sweep starts afresh.
+Everything that can be checked is checked before any trial starts (pipeline.sweep.preflight:
+the grid cells and search space against the schema, the prepared data; here: the MLflow
+store, the Ray cluster and whether one trial's resources fit on a node). The Ray experiment
+directory is named after the sweep's fingerprint, so rerunning the same sweep resumes it.
+After the fit, pipeline.sweep.summary writes the trials table and each cell's best trial.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.data.splits import content_digest, load_split
-from pipeline.infra import atomic, tracking
+from pipeline.infra import tracking
 from pipeline.infra.cluster import check_resources, connect, gpus_per_trial
 from pipeline.infra.layout import BEST, SWEEP, TRIALS
-from pipeline.params.load import Params, ParamsError
+from pipeline.params.grid import Cell
+from pipeline.params.load import Params
 from pipeline.params.stages import StageParams, stage_params
 from pipeline.sweep.atomic_fs import flush_deferred, prune_stale_checkpoints, storage_filesystem
 from pipeline.sweep.context import annotate_parent
-from pipeline.sweep.grid import Cell, expand
-from pipeline.sweep.logger import PARENT_TAG, SWEEP_TAG, TRIAL_TAG, MLflowLogger, backfill, is_metric
+from pipeline.sweep.logger import PARENT_TAG, SWEEP_TAG, TRIAL_TAG, MLflowLogger, backfill
 from pipeline.sweep.outcome import INTERRUPTED, INTERRUPTED_TAG, MLFLOW_STATUS, Outcome, completion, outcome
 from pipeline.sweep.plan import announce
+from pipeline.sweep.preflight import fingerprint, preflight
 from pipeline.sweep.progress import PlanReporter, trial_dirname, use_table_reporter
-from pipeline.sweep.search import CellSearcher, trial_spec
+from pipeline.sweep.search import CellSearcher
 from pipeline.sweep.signals import Interruption, SweepIncomplete, resume_command
-from pipeline.sweep.space import check_space, checkpoint_digest
+from pipeline.sweep.space import check_space
+from pipeline.sweep.summary import summarise, write_outputs
 from pipeline.sweep.sysmetrics import MonitorSpec
-from pipeline.train.outcome import diverged, likelihood_of
 
 FINGERPRINT_TAG = "infovae.fingerprint"
 ORPHAN_TAG = "infovae.orphaned"
-
-
-def fingerprint(params: Params, cells: list[Cell], data_dir: str | Path) -> str:
-    """The study's identity: what its cells compute, how they are searched and scheduled, and
-    the content of the data they train on. Nothing that says where or how fast (threads,
-    CPUs per trial, mirrors, time-outs, paths) enters it, so changing such a setting resumes
-    the same Ray experiment, where every finished trial stays finished."""
-    sweep = params.sweep
-    search = {"search": {k: v.model_dump() for k, v in sorted(sweep.search.items())},
-              "trials_per_cell": sweep.trials_per_cell, "startup_trials": sweep.startup_trials,
-              "seed": sweep.seed, "metric": sweep.metric, "scheduler": sweep.scheduler,
-              "first_trial_at_base": sweep.first_trial_at_base}
-    if sweep.scheduler == "asha":
-        search["asha"] = sweep.asha.model_dump()
-    blob = json.dumps({"cells": sorted(c.id for c in cells), **search, "data": content_digest(data_dir)},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-def preflight(params: Params, base: Path) -> tuple[list[Cell], str]:
-    """All checks that need no cluster: cells, search space, prepared data."""
-    cells = expand(params)
-    data_dir = str((base / params.data.out_dir).resolve())
-    for split in ("train", "validation"):  # fully verified (checksums): a damaged split stops here
-        load_split(data_dir, split)
-    for key, dim in params.sweep.search.items():
-        values = dim.choices if dim.type == "categorical" else [dim.low, dim.high]
-        for value in values:
-            if dim.type == "int":
-                value = int(value)
-            try:
-                trial_spec(params, cells[0], {key: value}, data_dir)
-            except ParamsError as err:
-                raise ParamsError(f"sweep.search.{key}: value {value!r} is invalid: {err}") from None
-    return cells, data_dir
 
 
 def _parent_run(client, exp_id: str, params: Params, fp: str, n_cells: int) -> str:
@@ -87,74 +50,6 @@ def _parent_run(client, exp_id: str, params: Params, fp: str, n_cells: int) -> s
                                tracking.OWNER_TAG: tracking.owner()})
     annotate_parent(client, run.info.run_id, params)
     return run.info.run_id
-
-
-def _relative(path: str | None, base: Path) -> str | None:
-    if not path:
-        return None
-    try:
-        return str(Path(path).resolve().relative_to(base.resolve()))
-    except ValueError:
-        return path
-
-
-def summarise(trials: list, runs: dict[str, str], cells: list[Cell], outcomes: dict[str, Outcome],
-              metric: str, base: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    rows = []
-    for t in trials:
-        cfg, last = t.config, dict(t.last_result or {})
-        got = outcomes[t.trial_id]
-        status = got.status
-        spec = cfg["spec"]
-        ckpt_dir = t.checkpoint.path if t.checkpoint else None
-        row = {
-            "trial_id": t.trial_id, "cell": cfg["cell"], "cell_label": cfg["cell_label"],
-            "grids": ",".join(cfg["grids"]), "status": status,
-            "error": got.reason if status in ("FAILED", INTERRUPTED) else None,
-            "failure": got.kind, "epochs_budget": int(spec["train"]["epochs"]),
-            "epochs_done": int(last.get("epoch", 0)), "mlflow_run_id": runs.get(t.trial_id),
-            "checkpoint": _relative(ckpt_dir, base),
-            **checkpoint_digest(ckpt_dir),
-            "divergence": spec["objective"]["divergence"], "alpha": spec["objective"]["alpha"],
-            "lambda": spec["objective"]["lambda"], "latent_dim": spec["model"]["latent_dim"],
-            "encoder": spec["model"]["encoder"], "decoder": spec["model"]["decoder"],
-            "train_size": spec["train"]["train_size"], "lr": spec["train"]["lr"],
-            "suggested": json.dumps(cfg.get("suggested", {}), sort_keys=True),
-            "node_id": last.get("node_id"), "device": last.get("device"), "gpu_ids": last.get("gpu_ids"),
-            "cuda_visible_devices": last.get("cuda_visible_devices"),
-            "torch_threads": last.get("torch_threads"),
-            "spec": json.dumps({k: v for k, v in spec.items() if k != "data_dir"}, sort_keys=True),
-        }
-        row.update({k: float(v) for k, v in last.items() if is_metric(k)})
-        rows.append(row)
-    best: dict[str, Any] = {}
-    for cell in cells:
-        mine = [r for r in rows if r["cell"] == cell.id]
-        usable = [r for r in mine if r["status"] not in ("FAILED", INTERRUPTED) and r.get(metric) is not None]
-        finished = [r for r in usable if r["status"] == "FINISHED"] or usable
-        # A trial that ran away (pipeline.train.outcome) can have the lowest loss of its cell
-        # (an adversary beaten: a negative loss); choose among the others while there are any.
-        finished = [r for r in finished
-                    if not diverged(r, likelihood=likelihood_of(r.get("spec")))] or finished
-        entry = {"label": cell.label, "grids": list(cell.grids), "overrides": cell.overrides,
-                 "method": cell.method, "decoder": cell.decoder, "trials": len(mine),
-                 "failed": sum(r["status"] == "FAILED" for r in mine)}
-        if finished:
-            top = min(finished, key=lambda r: r[metric])
-            entry.update(trial_id=top["trial_id"], status=top["status"], metric=metric,
-                         value=top[metric], checkpoint=top["checkpoint"], mlflow_run_id=top["mlflow_run_id"],
-                         checkpoint_bytes=top["checkpoint_bytes"], checkpoint_sha256=top["checkpoint_sha256"])
-        else:
-            entry.update(trial_id=None, status="FAILED" if mine else INTERRUPTED,
-                         errors=sorted({r["error"] for r in mine if r["error"]}) or ["no trial ran"])
-        best[cell.id] = entry
-    return rows, best
-
-
-def write_outputs(out_dir: Path, rows: list[dict], best: dict, sweep: dict) -> None:
-    atomic.write_parquet(out_dir / TRIALS, rows)
-    atomic.write_json(out_dir / BEST, best)
-    atomic.write_json(out_dir / SWEEP, sweep)
 
 
 def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[str, Any]:
@@ -218,7 +113,7 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
         **{k.lower(): v for k, v in counts.items()}, "epochs": params.train.epochs,
         "complete": done.complete, "incomplete": summary,
         "grids": {name: list(axes) for name, axes in sweep.grids.items()},
-        "plan": {k: plan[k] for k in ("sweep_s", "sweep_max_s", "evaluate_s", "total_s", "line")},
+        "plan": {k: plan[k] for k in ("sweep_s", "sweep_max_s", "line")},
         "seconds": {k: round(v, 2) for k, v in seconds.items()}})
     tracking.log_metrics(client, parent, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
     tracking.log_files(client, parent, [base / sweep.out_dir / f for f in (TRIALS, BEST, SWEEP)], "sweep")

@@ -14,9 +14,9 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
+from pipeline.params.grid import Cell, resolve
 from pipeline.params.load import Params
 from pipeline.params.study import SearchDim
-from pipeline.sweep.grid import Cell, resolve
 from pipeline.train.checkpoint import RunSpec
 
 
@@ -47,7 +47,7 @@ def base_point(params: Params, cell: Cell, search: dict[str, SearchDim]) -> dict
     its distribution: the point a cell's first trial runs (sweep.first_trial_at_base), so that
     a cell of one trial runs the study's settings rather than a random draw, and every cell's
     search starts from the same, comparable point."""
-    from pipeline.sweep.grid import _get
+    from pipeline.params.grid import _get
 
     resolved = resolve(params, cell, {})
     out = {}

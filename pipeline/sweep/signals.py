@@ -15,7 +15,7 @@ import os
 import signal
 from pathlib import Path
 
-from pipeline.infra.errors import PipelineError
+from pipeline.errors import PipelineError
 
 EXIT = {"SIGINT": 130, "SIGTERM": 143}
 

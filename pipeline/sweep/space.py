@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import PipelineError
 from pipeline.infra import atomic
-from pipeline.infra.errors import PipelineError
 from pipeline.sweep.outcome import mount_point
 
 DIGEST = "checkpoint.digest.json"

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pipeline.errors import PipelineError
 from pipeline.infra import atomic
-from pipeline.infra.errors import PipelineError
 
 if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
     from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
@@ -58,6 +58,14 @@ class RunSpec:
     objective: ObjectiveParams
     train: TrainParams
     data_dir: str
+
+    @property
+    def family(self) -> str:
+        """What a run's costs depend on besides sizes (the plans calibrate one run of each): its
+        encoder, decoder and divergence, and a likelihood other than Bernoulli (twice the outputs)."""
+        likelihood = self.model.likelihood
+        tail = "" if likelihood == "bernoulli" else f"/{likelihood}"
+        return f"{self.model.encoder}/{self.model.decoder}/{self.objective.divergence}{tail}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.model_dump(), "objective": self.objective.model_dump(by_alias=True),

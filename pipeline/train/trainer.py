@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from pipeline.data.splits import Split, load_split
-from pipeline.evaluation.metrics.latent import latent_diagnostics
+from pipeline.errors import PipelineError
 from pipeline.infra import accel
 from pipeline.infra.env import pin_malloc_thresholds
-from pipeline.infra.errors import PipelineError
+from pipeline.model.latent_stats import latent_diagnostics
 from pipeline.model.likelihood import binarize_inputs
 from pipeline.model.objective import InfoVAE
 from pipeline.train import checkpoint as ckpt

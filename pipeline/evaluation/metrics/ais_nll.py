@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from pipeline.evaluation.context import EvalData, Trained
-from pipeline.evaluation.loglik import model_log_likelihood
+from pipeline.evaluation.estimate import model_log_likelihood
 from pipeline.evaluation.per_image import PER_IMAGE, entry
 from pipeline.params.evaluate import EvaluateParams
 

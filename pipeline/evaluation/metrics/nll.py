@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.evaluation.context import EvalData, Trained
-from pipeline.evaluation.loglik import model_log_likelihood, stderr_progress
+from pipeline.evaluation.estimate import model_log_likelihood
+from pipeline.evaluation.loglik import stderr_progress
 from pipeline.evaluation.per_image import PER_IMAGE, entry
 from pipeline.params.evaluate import EvaluateParams
 

@@ -18,7 +18,7 @@ keeps j = 0.
 The draw is repeated with seeded, class-balanced subsets (n / classes per class, the remainder
 spread over randomly chosen classes; the authors drew 1000 at random, once) and the error is
 reported as mean and std (ddof 0) over the repeats; its standard error is
-pipeline.report.rules.semisupervised_stderr. A code that separates the classes gives an error
+pipeline.report.claims.rules.semisupervised_stderr. A code that separates the classes gives an error
 near 0; one that ignores them, about 1 - 1/classes (0.9 for ten balanced classes).
 """
 

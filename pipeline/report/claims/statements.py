@@ -1,9 +1,9 @@
 """The paper's claims (Zhao, Song, Ermon 2017, InfoVAE), each judged from the evaluate stage's
 metrics table (results/eval/metrics.parquet: one row per grid cell) by a rule fixed in this file
-before any result is read. A claim is a conjunction of checks (pipeline.report.rules: margin,
+before any result is read. A claim is a conjunction of checks (pipeline.report.claims.rules: margin,
 standard error, the two-standard-error rule and how checks combine into a verdict).
 
-Each claim is stated from the paper's text and the authors' own data (pipeline.report.authors_data,
+Each claim is stated from the paper's text and the authors' own data (pipeline.report.claims.authors_data,
 which also says how far that data supports it), for the experiment the authors ran: Fig. 3,
 Table 1 and Sec. 5.4 with the gated PixelCNN decoder, whose "ELBO" row is trained with their
 per-pixel and per-dimension loss means (ELBO (784/d): a KL weighed 784/d per image); Fig. 4 with
@@ -24,7 +24,7 @@ C6 Fig. 3C          MMD-VAE's class-distribution mismatch is below ELBO (784/d)'
 Thresholds. TAU = 1 nat of log-det: the volume of q(z) within a factor e of N(0, I)'s.
 ONE_BIT = log 2 nats: less than one bit of I(x; z) cannot tell two halves of the data apart, more
 than one bit can. Standard errors: NLL from the evaluation (over test images); the others from
-pipeline.report.rules (stated approximations and bounds).
+pipeline.report.claims.rules (stated approximations and bounds).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.report import claim_checks as cc
-from pipeline.report import rules
-from pipeline.report.claim_checks import (
+from pipeline.report.claims import checks as cc
+from pipeline.report.claims import rules
+from pipeline.report.claims.checks import (
     ADV,
     C6_MAX_DIM,
     ELBO,
@@ -48,11 +48,10 @@ from pipeline.report.claim_checks import (
     STEIN,
     TAU,
     VARIANTS,
-    Context,
     _in_grid,
-    _val,
 )
-from pipeline.report.rules import Check, missing_check
+from pipeline.report.claims.nll import Context, row_value
+from pipeline.report.claims.rules import Check, missing_check
 
 
 @dataclass(frozen=True)
@@ -204,7 +203,7 @@ def _unplaced(rows: list[dict[str, Any]], spec: Spec) -> list[Check]:
     return [missing_check(f"{r.get('method')}: {r.get('cell_label') or r.get('cell')}",
                           f"{r.get('status')}: {r.get('error') or 'not evaluated'}")
             for r in rows if r.get("method") in spec.methods and r.get("status") != EVALUATED
-            and _val(r, spec.setting) is None]
+            and row_value(r, spec.setting) is None]
 
 
 def _number(v: float | None) -> float | None:

@@ -1,6 +1,6 @@
 """Single-stack gated PixelCNN decoder conditioned on a spatial map of z (kept for ablation).
 
-The study's flexible decoder is the two-stack model of pipeline.model.gated_pixelcnn
+The study's flexible decoder is the two-stack model of pipeline.model.pixelcnn.gated
 (`model.pixelcnn_arch: gated`). This one (`pixelcnn_arch: single`) is the masked-convolution
 PixelCNN of van den Oord et al. (2016a), "Pixel Recurrent Neural Networks", with the gated units
 of van den Oord et al. (2016b), "Conditional Image Generation with PixelCNN Decoders":
@@ -36,6 +36,12 @@ def fp32_head(head: nn.Module, h: Tensor) -> Tensor:
     ~0.06 nats in bench_gpu's agreement check; the head is a few percent of the compute."""
     with torch.autocast(h.device.type, enabled=False):
         return head(at_least_fp32(h))
+
+
+def gate(pre: Tensor) -> Tensor:
+    """tanh(f) . sigmoid(g) for pre = [f, g] stacked on the channel dimension (dim 1)."""
+    f, g = pre.chunk(2, dim=1)
+    return torch.tanh(f) * torch.sigmoid(g)
 
 
 class MaskedConv2d(nn.Conv2d):

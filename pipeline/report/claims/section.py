@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 
-from pipeline.report import rules
-from pipeline.report.authors_data import FIG3_SOURCE, SUPPORT
-from pipeline.report.claims import Claim
+from pipeline.report.claims import rules
+from pipeline.report.claims.authors_data import FIG3_SOURCE, SUPPORT
+from pipeline.report.claims.statements import Claim
 from pipeline.report.doc import Link, Section, Table, Text
 from pipeline.report.tables import PAPER_TABLE1
 
@@ -29,7 +29,7 @@ REFERENCE_NUMBERS = [
 ]
 CAVEATS = (
     "Claims are stated from the paper's text and the authors' own data (their public repositories; "
-    "pipeline/report/authors_data.py), for the experiment they ran. Fig. 3's rows come from their "
+    "pipeline/report/claims/authors_data.py), for the experiment they ran. Fig. 3's rows come from their "
     "PixelCNN code, whose ELBO weighs the KL 784/d per image (ELBO (784/d)); where their data contradicts "
     "a reading of the paper (Fig. 3A: their ELBO has the lowest MMD at every d) that reading is not judged, "
     "and the column \"The authors' data\" says where it supports a claim only in part."
@@ -38,7 +38,7 @@ STDERRS = (
     "Standard errors. Test NLL: over the test images, from the evaluation. log det Cov: sqrt(2d/(N-1)) "
     "(Gaussian-Wishart approximation, N encodings in d dims). MMD² (the unbiased U-statistic on n "
     "sampled codes and n prior samples): at most sqrt(8 MMD²/n + 8/(n(n-1))) + 2.5/n^1.5 (Hoeffding's "
-    "variance, kernel bounded by 1; pipeline/report/rules.py). I(x; z): at most "
+    "variance, kernel bounded by 1; pipeline/report/claims/rules.py). I(x; z): at most "
     "log N / (2 sqrt N) (per-encoding terms in [0, log N], Popoviciu). Semi-supervised error: std over "
     "the R labelled draws / sqrt(R-1). Class mismatch: sqrt(2 KL/n) + (C-1)/(2n) (delta method near "
     "uniform, plus the plug-in bias). NLL differences (C1): paired over the same test images, std of the "
@@ -56,12 +56,13 @@ def _se(v: float | None) -> str:
 
 def claims_section(claims: list[Claim], section_titles: dict[str, str],
                    ablated: dict[str, str] | None = None) -> Section:
-    """ablated: claim id -> the ablation's sentence (pipeline.report.ablation), beside the verdict."""
+    """ablated: claim id -> the ablation's sentence (pipeline.report.claims.ablation), beside the verdict."""
     ablated = ablated or {}
     section = Section("claims", "Claims of the paper: verdicts")
     section.blocks.append(Text(
         "Each claim is a set of checks, inequalities between cells of the study with a margin (positive "
-        "supports the claim) and its standard error, decided by rules fixed in pipeline/report/claims.py "
+        "supports the claim) and its standard error, decided by rules fixed in "
+        "pipeline/report/claims/statements.py "
         f"before any result was read: a check holds when its margin exceeds {rules.Z:g} standard errors, "
         f"fails when it is below -{rules.Z:g} standard errors, and is unclear in between or when its "
         "error is unknown; it is missing when a cell it needs was not evaluated. A claim is reproduced "

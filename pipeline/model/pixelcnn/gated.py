@@ -35,13 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.model.base import IMAGE_SHAPE, Decoder
-from pipeline.model.pixelcnn import PixelCNNDecoder, crop_sample, fp32_head
-
-
-def gate(pre: Tensor) -> Tensor:
-    """tanh(f) . sigmoid(g) for pre = [f, g] stacked on the channel dimension (dim 1)."""
-    f, g = pre.chunk(2, dim=1)
-    return torch.tanh(f) * torch.sigmoid(g)
+from pipeline.model.pixelcnn.masked import PixelCNNDecoder, crop_sample, fp32_head, gate
 
 
 class StackLayer(nn.Module):
@@ -131,10 +125,10 @@ class GatedPixelCNNDecoder(Decoder):
     @torch.no_grad()
     def sample(self, z: Tensor, method: str = "cached") -> Tensor:
         """x ~ p(x|z) in raster order. "cached": each new pixel computes only the activations
-        that change (pipeline.model.pixelcnn_cache); "crops": a network pass per pixel on its
+        that change (pipeline.model.pixelcnn.cache); "crops": a network pass per pixel on its
         receptive-field crop (the baseline; the same draws from the same RNG state)."""
         if method == "cached":
-            from pipeline.model.pixelcnn_cache import cached_sample
+            from pipeline.model.pixelcnn.cache import cached_sample
 
             return cached_sample(self, z)
         if method == "crops":

@@ -25,11 +25,12 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.report import rules
-from pipeline.report.claim_checks import ELBO, ELBO_A, EVALUATED, MMD, Context
-from pipeline.report.claims import SPECS
+from pipeline.report.claims import rules
+from pipeline.report.claims.checks import ELBO, ELBO_A, EVALUATED, MMD
+from pipeline.report.claims.nll import Context
+from pipeline.report.claims.rules import Check
+from pipeline.report.claims.statements import SPECS
 from pipeline.report.doc import Section, Table, Text
-from pipeline.report.rules import Check
 
 PREFIX = "ablation"
 NOT_SETTINGS = {"objective.divergence", "objective.alpha", "objective.lambda", "model.decoder",

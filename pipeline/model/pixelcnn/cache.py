@@ -19,12 +19,17 @@ bit for bit in float64). Cost per image: the vertical stack once (28 one-row pas
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.model.base import IMAGE_SHAPE
-from pipeline.model.gated_pixelcnn import GatedPixelCNNDecoder, gate
+from pipeline.model.pixelcnn.masked import gate
+
+if TYPE_CHECKING:  # the sampler's argument only: gated.py imports this module when it samples
+    from pipeline.model.pixelcnn.gated import GatedPixelCNNDecoder
 
 
 def _row_major(weight: Tensor) -> Tensor:
