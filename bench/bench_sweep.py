@@ -22,7 +22,7 @@
     everything a trial does) and from Tune's fit time (plus the workers' start). Goal: >= 1.6x.
 (c) Start-up: run_sweep's own mlflow_start and ray_start (from (a): a fresh store and a fresh
     Ray each run; the preflight is timed apart), and in fresh
-    processes (alternated, medians): a bare `ray.init(num_cpus=2)` + `ray.shutdown()`, the
+    processes (alternated, medians): a bare `ray.init(num_cpus=2)` + `stop_ray()`, the
     pipeline's connect() (+ check_resources), and a bare MlflowClient's first write (create
     experiment and run) in a fresh sqlite store.
 
@@ -50,6 +50,7 @@ from typing import Any
 
 from bench import common
 from bench.common import ROOT, CpuSampler, median_range, output_to, prepared_mnist
+from pipeline.infra.cluster import shutdown as stop_ray
 
 row = partial(common.row, width=20)  # room for "median (min-max)"
 
@@ -97,7 +98,6 @@ def trial_records(storage: Path, experiment: str) -> list[dict[str, Any]]:
 
 def run_sweep_once(params, base: Path, log: Path, keep_ray: bool = False) -> dict[str, Any]:
     """run_sweep with its console output sent to `log`; then its trials' records."""
-    import ray
 
     from pipeline.sweep.run import run_sweep
 
@@ -107,7 +107,7 @@ def run_sweep_once(params, base: Path, log: Path, keep_ray: bool = False) -> dic
         out = run_sweep(params, base)
         t1 = time.time()
         if not keep_ray:
-            ray.shutdown()
+            stop_ray()
     return {"out": out, "t0": t0, "t1": t1, "shutdown": time.time() - t1,
             "trials": trial_records(base / "ray", out["experiment"])}
 
@@ -200,7 +200,7 @@ def show_a(pairs: list[dict[str, Any]]) -> None:
         [x["before"] - sum(x["seconds"][k] for k in parts[:3]) for x in s]))
     row("  from the trial's end to the return (s)", median_range(col("sweep", "after")))
     row("  CPU cores obtained by driver + Ray + worker", median_range(col("sweep", "tree_cores")))
-    row("ray.shutdown() after it (s)", median_range(col("sweep", "shutdown")))
+    row("stop_ray() after it (s)", median_range(col("sweep", "shutdown")))
     same = all(abs(p["alone"]["val_loss"] - p["sweep"]["val_loss"]) < 1e-6 for p in pairs)
     row("same run: final val_loss alone == in the trial", "yes" if same else "NO",
         " ".join(f"{p['alone']['val_loss']:.5f}/{p['sweep']['val_loss']:.5f}" for p in pairs))
@@ -256,9 +256,8 @@ def part_b(tmp: Path, data_dir: Path, log: Path, cpu: CpuSampler) -> None:
             runs[conc].append(concurrent_run(sweep_params(base, data_dir, grids, CONCURRENT, conc), base, log,
                                              cpu))
     with output_to(log):
-        import ray
 
-        ray.shutdown()
+        stop_ray()
     for conc in (1, 2):
         r = runs[conc]
         print(f"  concurrency {conc}:")
@@ -305,7 +304,7 @@ def start_child(kind: str) -> None:
             check_resources(SweepParams())
         out["start"] = time.perf_counter() - t
         t = time.perf_counter()
-        ray.shutdown()
+        stop_ray()
         out["stop"] = time.perf_counter() - t
     else:
         from mlflow.tracking import MlflowClient
@@ -352,9 +351,9 @@ def part_c(tmp: Path, data_dir: Path, pairs: list[dict[str, Any]]) -> None:
 
     line("bare: import ray", "ray", "import")
     line("bare: ray.init(num_cpus=2)", "ray", "start")
-    line("bare: ray.shutdown()", "ray", "stop")
+    line("bare: stop_ray()", "ray", "stop")
     line("pipeline connect() + check_resources()", "connect", "start")
-    line("  its ray.shutdown()", "connect", "stop")
+    line("  its stop_ray()", "connect", "stop")
     line("bare: import mlflow (MlflowClient)", "mlflow", "import")
     line("bare: sqlite store + experiment (first write)", "mlflow", "start")
     line("bare: create + terminate the first run", "mlflow", "first_run")

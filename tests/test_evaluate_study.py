@@ -14,6 +14,7 @@ import ray
 from pipeline.evaluation.remote import RemoteEvaluationError
 from pipeline.evaluation.study import evaluate_study
 from pipeline.infra.cluster import ClusterError
+from pipeline.infra.cluster import shutdown as stop_ray
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 from pipeline.train.checkpoint import RunSpec
 from pipeline.train.trainer import Trainer
@@ -54,7 +55,7 @@ def study(prepared_mnist, tmp_path_factory):
 def ray_with_two_gpus():
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False)  # declared GPUs: CUDA is absent here
     yield
-    ray.shutdown()
+    stop_ray()
 
 
 def _params(base, data, **extra):

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pipeline.infra.cluster import shutdown as stop_ray
 from pipeline.infra.workspace import study_copy as _copy
 from pipeline.infra.workspace import venv_env
 from pipeline.train.checkpoint import CheckpointError, load
@@ -375,12 +376,11 @@ def test_eight_concurrent_trials_log_every_point(tmp_path, prepared_mnist):
     grids = {"g": {"divergence": ["kl"], "alpha": [0.0], "lambda": [1.0], "latent_dim": list(range(2, 10))}}
     params = tiny_params(tmp_path, prepared_mnist, grids, num_cpus=8, scheduler="none",
                          extra={"train.epochs": 3})
-    import ray
 
     try:
         run_sweep(params, tmp_path)
     finally:
-        ray.shutdown()
+        stop_ray()
     rows = pq.read_table(tmp_path / "sweep" / "trials.parquet").to_pylist()
     assert len(rows) == 8
     from mlflow.tracking import MlflowClient
@@ -434,7 +434,7 @@ def test_local_ray_refuses_clients_without_its_token():
         assert stranger.returncode != 0 and "CONNECTED" not in stranger.stdout
         assert "Failed to connect" in stranger.stderr or "auth" in stranger.stderr.lower()
     finally:
-        ray.shutdown()
+        stop_ray()
 
 
 def test_credentials_in_a_tracking_uri_are_never_shown():

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from pipeline.infra.cluster import shutdown as stop_ray
 from pipeline.sweep.outcome import FAILED, INFRASTRUCTURE
 from tests.sweep_helpers import tiny_params, trials
 
@@ -55,7 +56,6 @@ def test_a_sweep_that_cannot_fit_is_refused_before_it_starts(tmp_path, prepared_
 
 def test_a_disk_that_fills_mid_sweep_is_named_and_leaves_no_temporary_files(tmp_path, prepared_mnist,
                                                                             small_fs):
-    import ray
 
     from pipeline.sweep.run import run_sweep
     from pipeline.sweep.signals import SweepIncomplete
@@ -68,7 +68,7 @@ def test_a_disk_that_fills_mid_sweep_is_named_and_leaves_no_temporary_files(tmp_
         with pytest.raises(SweepIncomplete, match=why) as err:
             run_sweep(params, tmp_path)
     finally:
-        ray.shutdown()
+        stop_ray()
     assert err.value.exit_code == 1 and "resumes the sweep" in str(err.value)
     rows = trials(tmp_path)
     broken = [r for r in rows if r["status"] == FAILED]
@@ -81,8 +81,6 @@ def test_a_damaged_checkpoint_is_named_with_the_command_that_retrains_just_its_c
     import json
     import sys
 
-    import ray
-
     from pipeline.evaluation.study import evaluate_study
     from pipeline.sweep.run import run_sweep
     from pipeline.sweep.space import SpaceError, file_digest, verify_checkpoint
@@ -94,7 +92,7 @@ def test_a_damaged_checkpoint_is_named_with_the_command_that_retrains_just_its_c
     try:
         run_sweep(params, tmp_path)
     finally:
-        ray.shutdown()
+        stop_ray()
     (cell, entry), (other, kept) = best(tmp_path).items()
     path = tmp_path / entry["checkpoint"] / "checkpoint.pt"
     assert file_digest(path) == {"bytes": entry["checkpoint_bytes"], "sha256": entry["checkpoint_sha256"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.infra.cluster import shutdown as stop_ray
 from tests.sweep_helpers import best, tiny_params, trials
 
 pytestmark = pytest.mark.faults
@@ -12,7 +13,6 @@ pytestmark = pytest.mark.faults
 
 @pytest.mark.parametrize("scheduler", ["none", "asha"])
 def test_cells_with_their_own_epochs_finish_as_finished(tmp_path, prepared_mnist, scheduler):
-    import ray
 
     from pipeline.sweep.run import run_sweep
 
@@ -22,7 +22,7 @@ def test_cells_with_their_own_epochs_finish_as_finished(tmp_path, prepared_mnist
     try:
         summary = run_sweep(params, tmp_path)
     finally:
-        ray.shutdown()
+        stop_ray()
     rows = trials(tmp_path)
     assert sorted((r["epochs_budget"], r["epochs_done"], r["status"]) for r in rows) == [
         (1, 1, "FINISHED"), (3, 3, "FINISHED")]

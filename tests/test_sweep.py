@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 import ray
 
+from pipeline.infra.cluster import shutdown as stop_ray
 from pipeline.params.load import ParamsError
 from pipeline.sweep.run import run_sweep
 from tests.conftest import ROOT
@@ -36,7 +37,7 @@ TWO_METHODS = {"g": {"method": [{"divergence": "kl", "alpha": 0.0, "lambda": 1.0
 def _no_ray_left():
     yield
     if ray.is_initialized():
-        ray.shutdown()
+        stop_ray()
 
 
 def _mlflow_runs(uri: str, experiment: str = "infovae"):
@@ -200,7 +201,7 @@ def test_two_node_cluster_on_loopback(tmp_path, prepared_mnist):
         assert len(nodes) == 2
         assert {r["node_id"] for r in rows} == nodes  # trials landed on both nodes
     finally:
-        ray.shutdown()
+        stop_ray()
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 

@@ -12,6 +12,7 @@ import ray
 import torch
 
 from pipeline.data.splits import read_metadata
+from pipeline.infra.cluster import shutdown as stop_ray
 from pipeline.infra.timing import schedule
 from pipeline.sweep.plan import asha_epochs
 from pipeline.sweep.run import run_sweep
@@ -48,7 +49,7 @@ def context_sweep(tmp_path_factory, prepared_mnist):
         summary = run_sweep(params, tmp)
     (tmp / "driver.log").write_text(out.getvalue())  # for a reader of a failure
     if ray.is_initialized():
-        ray.shutdown()
+        stop_ray()
     return tmp, params, summary, out.getvalue()
 
 

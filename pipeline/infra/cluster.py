@@ -65,19 +65,20 @@ def connect(cluster: ClusterParams) -> None:
         # them, and the driver 60 s later. So SIGTERM is blocked too while they start (they
         # inherit the mask). So the SIGTERM of ray.shutdown's graceful stop cannot reach them: it
         # would wait 1 s per process for nothing before its SIGKILL (11 s at the smoke sweep's
-        # end), and _stop_at_exit skips that wait.
+        # end), and shutdown() skips that wait.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             ray.init(num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
                      log_to_driver=True)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        atexit.register(_stop_at_exit)  # after Ray's own atexit handler: runs before it
+        atexit.register(shutdown)  # after Ray's own atexit handler: runs before it
 
 
-def _stop_at_exit() -> None:
-    """ray.shutdown of the local instance this process started, its processes killed without
+def shutdown() -> None:
+    """ray.shutdown; the processes of a local instance this process started are killed without
     the graceful SIGTERM they block (the same end: ray.shutdown SIGKILLs them after 1 s each).
+    Registered at exit by connect(); call it to stop Ray earlier (a test, between sweeps).
 
     Private API, wrapped here only: ray._private.worker._global_node and
     Node.kill_all_processes(check_alive, allow_graceful, wait), checked against Ray 2.60. Where
