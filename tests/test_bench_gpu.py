@@ -77,6 +77,7 @@ def test_the_vocabulary_imports_without_pydantic():
     assert json.loads(out.stdout) == AXIS_KEYS
 
 
+@pytest.mark.slow
 def test_bench_gpu_runs_without_the_orchestration_packages():
     """The smoke profile's sizes, quick timings, on CPU, with the five packages unimportable."""
     code = BLOCKER + textwrap.dedent("""

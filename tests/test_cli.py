@@ -49,6 +49,7 @@ def test_train_each_divergence_on_real_mnist(tmp_path, params_file, method):
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_resume_continues_and_evaluate_reads_the_checkpoint(tmp_path, params_file):
     sets = [a for s in TINY + METHODS["mmd"] for a in ("--set", s)]
     assert infovae("train", "--params", str(params_file), "--out", "run", *sets, cwd=tmp_path).returncode == 0

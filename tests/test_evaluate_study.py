@@ -53,7 +53,8 @@ def study(prepared_mnist, tmp_path_factory):
 
 @pytest.fixture
 def ray_with_two_gpus():
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False)  # declared GPUs: CUDA is absent here
+    # declared GPUs (CUDA is absent here); a Ray of its own even beside a `ray start` cluster
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False)
     yield
     stop_ray()
 
@@ -74,6 +75,7 @@ def _eval(params, base, out_dir, lines=None):
     return evaluate_study(params, base, log=(lines.append if lines is not None else print))
 
 
+@pytest.mark.slow
 def test_ray_tasks_give_the_rows_of_the_in_process_evaluation(study, prepared_mnist, ray_with_two_gpus):
     params = _params(study, prepared_mnist)
     lines: list[str] = []
@@ -110,6 +112,7 @@ def test_ray_tasks_give_the_rows_of_the_in_process_evaluation(study, prepared_mn
     assert _rows(study, "eval-ray") == b
 
 
+@pytest.mark.slow
 def test_resources_no_node_offers_are_rejected_before_evaluating(study, prepared_mnist, ray_with_two_gpus):
     for extra, message in (({"evaluate.threads": 3},
                             r"evaluate.threads = 3 but the largest Ray node offers 2 CPUs"),
@@ -121,6 +124,7 @@ def test_resources_no_node_offers_are_rejected_before_evaluating(study, prepared
         assert not list((study / "eval-too-big" / "cache").glob("*.json"))
 
 
+@pytest.mark.slow
 def test_a_cell_that_fails_on_a_worker_names_the_cell(study, prepared_mnist, ray_with_two_gpus, tmp_path):
     import shutil
 

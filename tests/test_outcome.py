@@ -127,6 +127,7 @@ def diverged_study(prepared_mnist, tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_evaluate_stage_marks_tags_and_counts_a_diverged_cell(diverged_study, prepared_mnist, monkeypatch):
     tags = {}
     monkeypatch.setattr(eval_study.tracking, "client", lambda *a, **k: "client")

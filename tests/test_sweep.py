@@ -48,6 +48,7 @@ def _mlflow_runs(uri: str, experiment: str = "infovae"):
     return c, c.search_runs([exp.experiment_id], max_results=1000)
 
 
+@pytest.mark.slow
 def test_small_sweep_covers_every_cell_and_records_mlflow(tmp_path, prepared_mnist):
     grids = {**TWO_METHODS, "h": {"divergence": ["mmd"], "alpha": [0.0, 1.0], "lambda": [50.0]}}
     params = tiny_params(tmp_path, prepared_mnist, grids, trials_per_cell=2,
@@ -102,6 +103,7 @@ def test_small_sweep_covers_every_cell_and_records_mlflow(tmp_path, prepared_mni
     assert len(_mlflow_runs(params.tracking.uri)[1]) == 9
 
 
+@pytest.mark.slow
 def test_declared_gpus_pack_four_fractional_trials(tmp_path, prepared_mnist):
     grids = {"g": {"divergence": ["kl"], "alpha": [0.0], "lambda": [1.0], "latent_dim": [2, 3, 4, 5]}}
     # Trials of a few seconds, so that all four run at once if the resources allow it.
@@ -118,6 +120,7 @@ def test_declared_gpus_pack_four_fractional_trials(tmp_path, prepared_mnist):
     assert max_overlap(intervals(tmp_path)) == 4  # 4 x (0.5 CPU, 0.5 GPU) fit at once
 
 
+@pytest.mark.slow
 def test_resources_no_node_can_offer_are_rejected_before_training(tmp_path, prepared_mnist):
     params = tiny_params(tmp_path, prepared_mnist, TWO_METHODS, num_cpus=2, cpus_per_trial=3)
     with pytest.raises(Exception, match=r"sweep.cpus_per_trial = 3 but the largest Ray node offers 2 CPUs"):
@@ -141,6 +144,7 @@ def _rest(url: str, endpoint: str, body: dict | None = None) -> dict:
         return json.loads(r.read())
 
 
+@pytest.mark.slow
 def test_mlflow_tracking_server_receives_the_runs(tmp_path, prepared_mnist, mlflow_server):
     params = tiny_params(tmp_path, prepared_mnist, TWO_METHODS, tracking_uri=mlflow_server,
                          scheduler="none")

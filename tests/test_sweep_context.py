@@ -21,6 +21,8 @@ from pipeline.train.from_run import load_run
 from tests.sweep_helpers import best, tiny_params, trials
 from tests.test_sweep import TWO_METHODS, _no_ray_left  # noqa: F401 (an autouse fixture)
 
+pytestmark = pytest.mark.slow  # one sweep on Ray, shared by the module
+
 
 def test_asha_expected_epochs_known_answers():
     # rungs 1, 2, 4 of 8 epochs, half survive each: 1 + 1/2 + 2/4 + 4/8

@@ -68,8 +68,10 @@ def connect(cluster: ClusterParams) -> None:
         # end), and shutdown() skips that wait.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
-            ray.init(num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
-                     log_to_driver=True)
+            # address="local": a new instance of this process's own, even where `ray start` left a
+            # cluster on this machine (ray.init() alone would join it, and refuse num_cpus there).
+            ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus,
+                     include_dashboard=False, log_to_driver=True)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         atexit.register(shutdown)  # after Ray's own atexit handler: runs before it
