@@ -17,10 +17,9 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from import_graph import closure, graph  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository's own scripts package
+from scripts.import_graph import closure, graph  # noqa: E402
 
 
 def code_deps(root: Path = ROOT) -> dict[str, list[str]]:

@@ -3,15 +3,11 @@ circles, dvc.yaml's deps what each stage runs, no giant modules."""
 
 from __future__ import annotations
 
-import sys
-
 import yaml
 
+from scripts.dvc_deps import _is_code, code_deps, declared
+from scripts.import_graph import FLOORS, STAGE_FLOOR, cycles, floor, graph
 from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from dvc_deps import _is_code, code_deps, declared  # noqa: E402
-from import_graph import FLOORS, STAGE_FLOOR, cycles, floor, graph  # noqa: E402
 
 EDGES, FILES = graph(ROOT)
 MAX_LINES = 300
