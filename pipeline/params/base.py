@@ -28,7 +28,14 @@ class Section(BaseModel):
             value = getattr(self, name)
             key = type(self).model_fields[name].alias or name
             out[key] = value.identity() if isinstance(value, Section) else _plain(value)
+        for key, value in (self.__pydantic_extra__ or {}).items():  # sections a registry adds
+            out[key] = value.identity() if isinstance(value, Section) else _plain(value)
         return out
+
+    @classmethod
+    def extra_sections(cls) -> dict[str, type[Section]]:
+        """Sub-sections accepted beside the fields (a registry's): none unless a section says so."""
+        return {}
 
 
 def _plain(value: Any) -> Any:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from pipeline.errors import PipelineError
 from pipeline.params.data import DataParams
+from pipeline.params.base import Section
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 from pipeline.params.report import ReportParams
@@ -91,13 +92,14 @@ def known_key(dotted: str) -> bool:
     model: type[BaseModel] = Params
     parts = dotted.split(".")
     for i, part in enumerate(parts):
-        fields = {(f.alias or name): f for name, f in model.model_fields.items()}
-        field = fields.get(part)
-        if field is None or part == "profile":
+        fields = {(f.alias or name): f.annotation for name, f in model.model_fields.items()}
+        if issubclass(model, Section):
+            fields.update(model.extra_sections())
+        if part not in fields or part == "profile":
             return False
         if i == len(parts) - 1:
             return True
-        sub = field.annotation
+        sub = fields[part]
         if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
             return False  # a dotted key descending into a value that is not a section
         model = sub
@@ -166,7 +168,9 @@ def with_overrides(params: Params, overrides: dict[str, Any], source: str = "ove
     for dotted, value in overrides.items():
         node = raw
         *parents, last = dotted.split(".")
-        for key in parents:
+        for i, key in enumerate(parents):
+            if key not in node and known_key(".".join(parents[:i + 1])):
+                node[key] = {}  # a registered divergence's section the params leave at its defaults
             if not isinstance(node.get(key), dict):
                 raise ParamsError(f"invalid override {dotted}: {key!r} is not a section")
             node = node[key]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.params.accel import AccelParams
 from pipeline.params.base import Section
+from pipeline.params.divergences import DIVERGENCES, divergence_entry
 from pipeline.params.vocab import divergence_weight
 
 
@@ -103,8 +104,8 @@ class AdversarialParams(Section):
 class ObjectiveParams(Section):
     """L = E[-log p(x|z)] + (1 - alpha) KL(q(z|x)||p(z)) + (alpha + lambda - 1) D(q(z)||p(z))."""
 
-    # kl (ELBO family) | mmd | stein | adversarial
-    divergence: Literal["kl", "mmd", "stein", "adversarial"] = "kl"
+    # a registered divergence (pipeline.params.divergences): kl (ELBO family) | mmd | stein | adversarial
+    divergence: str = "kl"
     # per_image: the terms in nats per image (sums over pixels and latent dims); authors: their
     # reduce_means, recon / 784, KL / d and D / 784: lambda stays a per-image weight (InfoVAE.loss).
     scaling: Literal["per_image", "authors"] = "per_image"
@@ -114,15 +115,47 @@ class ObjectiveParams(Section):
     mmd: MMDParams = MMDParams()
     stein: SteinParams = SteinParams()
     adversarial: AdversarialParams = AdversarialParams()  # WAE-GAN discriminator on z, or WGAN-GP
+    # objective.<name> of any other registered divergence with settings: an extra key, checked
+    # against its entry's section (_check), so a new divergence needs no field here.
 
-    model_config = {**Section.model_config, "populate_by_name": True}
+    model_config = {**Section.model_config, "populate_by_name": True, "extra": "allow"}
 
     @property
     def divergence_weight(self) -> float:
         return divergence_weight(self.divergence, self.alpha, self.lambda_)
 
+    @classmethod
+    def extra_sections(cls) -> dict[str, type[Section]]:
+        """The settings sections of registered divergences that are not fields (objective.<name>)."""
+        return {name: e.settings_class() for name, e in DIVERGENCES.items()
+                if e.settings is not None and name not in cls.model_fields}
+
+    def settings(self, name: str | None = None) -> Section | None:
+        """The settings section of divergence `name` (default: this objective's), its defaults
+        where params give none; None for a divergence without settings."""
+        entry = divergence_entry(name or self.divergence)
+        if entry.settings is None:
+            return None
+        value = getattr(self, entry.name, None) if entry.name in type(self).model_fields \
+            else (self.__pydantic_extra__ or {}).get(entry.name)
+        return value if value is not None else entry.settings_class()()
+
+    @field_validator("divergence")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        divergence_entry(name)  # the error lists the registered names
+        return name
+
     @model_validator(mode="after")
     def _check(self) -> ObjectiveParams:
+        extra = self.__pydantic_extra__ or {}
+        sections = self.extra_sections()
+        for key, value in extra.items():
+            if key not in sections:
+                raise ValueError(f"objective.{key}: unknown key (neither an objective setting nor the "
+                                 f"settings of a registered divergence: {', '.join(sections) or 'none'})")
+            if not isinstance(value, sections[key]):
+                extra[key] = sections[key].model_validate(value)
         # Zhao et al. (2017), Prop. 2: the optimum is p(x,z) = q(x,z) only if the divergence
         # weight is non-negative; a negative one would reward moving q(z) away from p(z).
         if self.divergence != "kl" and self.divergence_weight < 0:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.params.divergences import DIVERGENCES
+
 # Grid axis names accepted as shorthand for a params key (any dotted key of the model,
 # objective or train section works as well), with the prefix a cell's label gives each.
 AXES = {  # axis -> (dotted params key, label prefix)
@@ -21,8 +23,18 @@ AXES = {  # axis -> (dotted params key, label prefix)
 AXIS_KEYS = {axis: key for axis, (key, _) in AXES.items()}
 LABEL_PREFIX = {key: prefix for key, prefix in AXES.values()}  # in label order
 
-PAPER_NAMES = {"mmd": "MMD-VAE", "stein": "Stein-VAE", "adversarial": "Adversarial-VAE"}
-DIVERGENCE_NAMES = {"kl": "KL (ELBO family)", "mmd": "MMD", "stein": "Stein", "adversarial": "Adversarial"}
+
+
+def divergence_label(divergence: str) -> str:
+    """A divergence's name in tables ("MMD"), from its registration (the name if unregistered)."""
+    entry = DIVERGENCES.get(divergence)
+    return entry.label if entry else divergence
+
+
+def divergence_order() -> list[str]:
+    """The registered divergences in registration order (the paper's first)."""
+    return list(DIVERGENCES)
+
 # The paper's methods in the order its tables and figures list them, and their colours.
 # "ELBO (784/d)" is the ELBO as the authors' PixelCNN code trains it (objective.scaling: authors):
 # per-pixel and per-dimension means, i.e. per image a KL weighed 784/d (a beta-VAE, beta = 784/d).
@@ -50,7 +62,8 @@ def method_name(divergence: str, alpha: float, lambda_: float, scaling: str = "p
             return "Unregularized"
         per = "x784/d" if scaling == "authors" else ""
         return f"beta-VAE (beta={1 - alpha:g}{per})"
-    base = PAPER_NAMES.get(divergence, divergence)
+    entry = DIVERGENCES.get(divergence)
+    base = entry.paper_name if entry else divergence
     if alpha == 1:
         return base
     return f"InfoVAE-{divergence} (alpha={alpha:g}, lambda={lambda_:g})"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.params.vocab import DIVERGENCE_NAMES
+from pipeline.params.vocab import divergence_label, divergence_order
 from pipeline.report.data import EVALUATED, RECONSTRUCTIONS, SAMPLES, StudyInputs
 from pipeline.report.doc import Figure, Inline, Section, Text, missing, num, run_link, source, text
 from pipeline.report.tables import TABLE1_GRID
@@ -31,10 +31,10 @@ def samples_section(inputs: StudyInputs) -> Section:
         section.blocks.append(Text("No evaluated cell: no samples to show.", "note"))
         return section
     divs = [str(inputs.setting(r.to_dict(), "divergence")) for _, r in ok.iterrows()]
-    known = [d for d in DIVERGENCE_NAMES if d in divs]
+    known = [d for d in divergence_order() if d in divs]
     chosen = []
     for div in known + sorted(set(divs) - set(known)):
-        name = DIVERGENCE_NAMES.get(div, div)
+        name = divergence_label(div)
         row = _pick(inputs, ok[[d == div for d in divs]])
         if row is None:
             section.blocks.append(Text(f"{name}: no sample or reconstruction grid was saved for any "

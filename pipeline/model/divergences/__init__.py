@@ -1,5 +1,6 @@
 """Pluggable divergences D(q(z) || p(z)), p(z) = N(0, I): the one piece an InfoVAE variant
-changes (docs/design.md §1.2). `build_divergence` maps the `objective.divergence` name to one."""
+changes (docs/design.md §1.2). `build_divergence` builds the one `objective.divergence` names,
+from its entry in pipeline.params.divergences (a new divergence: its module plus one entry)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pipeline.model.divergences.base import Divergence
 from pipeline.model.divergences.kl import KLDivergence
 from pipeline.model.divergences.mmd import MMDDivergence, mmd
 from pipeline.model.divergences.stein import SteinDivergence, stein_direction
+from pipeline.params.divergences import divergence_entry, load
 
 if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
     from pipeline.params.model import ObjectiveParams
@@ -21,14 +23,15 @@ __all__ = [
 
 
 def build_divergence(params: ObjectiveParams, latent_dim: int) -> Divergence:
-    """The module for params.divergence ("kl", "mmd", "stein", "adversarial") on z [B, latent_dim]."""
-    name = params.divergence
-    if name == "kl":
-        return KLDivergence(latent_dim)
-    if name == "mmd":
-        return MMDDivergence(params.mmd, latent_dim)
-    if name == "stein":
-        return SteinDivergence(params.stein, latent_dim)
-    if name == "adversarial":
-        return AdversarialDivergence(params.adversarial, latent_dim)
-    raise ValueError(f"unknown divergence {name!r}: kl, mmd, stein or adversarial")
+    """The module registered for params.divergence (pipeline.params.divergences), on z [B, latent_dim]:
+    Class(settings, latent_dim), or Class(latent_dim) for a divergence without settings."""
+    entry = divergence_entry(params.divergence)
+    cls = load(entry.builder)
+    if entry.settings is None:
+        div = cls(latent_dim)
+    else:  # ObjectiveParams gives defaults for a section it lacks; a plain namespace (bench_gpu) has it
+        settings = params.settings() if hasattr(params, "settings") else getattr(params, entry.name)
+        div = cls(settings, latent_dim)
+    if not isinstance(div, Divergence):
+        raise TypeError(f"{entry.builder} built a {type(div).__name__}, not a Divergence")
+    return div
