@@ -30,7 +30,6 @@ from pipeline.infra import accel, atomic
 from pipeline.infra.env import pin_malloc_thresholds
 from pipeline.model.likelihood import continuous_inputs
 from pipeline.params.evaluate import EvaluateParams
-from pipeline.params.vocab import method_name
 from pipeline.train.trainer import choose_device, load_trained
 
 Measure = Callable[[Trained, EvalData, EvaluateParams], dict[str, Any]]
@@ -66,13 +65,9 @@ def wanted(settings: EvaluateParams, grids: tuple[str, ...] | None = None,
 def describe(trained: Trained, data_dir: str | Path) -> dict[str, Any]:
     """What the checkpoint is, from its own spec."""
     spec = trained.spec
-    return {"divergence": spec.objective.divergence, "alpha": spec.objective.alpha,
-            "lambda": spec.objective.lambda_, "encoder": spec.model.encoder, "decoder": spec.model.decoder,
-            "latent_dim": spec.model.latent_dim,
-            # NLLs of different likelihoods (a probability, a density) are not comparable
-            "likelihood": getattr(spec.model, "likelihood", "bernoulli"),
-            "method": method_name(spec.objective.divergence, spec.objective.alpha, spec.objective.lambda_,
-                                  spec.objective.scaling),
+    # likelihood among them: NLLs of different likelihoods (a probability, a density) are not comparable
+    columns = {k: v for k, v in spec.columns().items() if k != "lr"}
+    return {**columns,
             "train_size": spec.train.train_size or read_metadata(Path(data_dir) / "train.parquet")["rows"]}
 
 

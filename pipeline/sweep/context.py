@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.params.load import Params
-from pipeline.params.vocab import method_name
+from pipeline.train.checkpoint import RunSpec
 
 SPLIT_CONTEXT = {"train": "training", "validation": "validation", "test": "test"}
 LOADER = "pipeline.train.from_run.load_run"
@@ -68,8 +68,7 @@ def parent_note(params: Params, n_cells: int, plan_text: str) -> str:
 
 
 def trial_note(config: dict[str, Any], run_id: str) -> str:
-    obj = config["spec"]["objective"]
-    method = method_name(obj["divergence"], obj["alpha"], obj["lambda"], obj.get("scaling", "per_image"))
+    method = RunSpec.from_dict(config["spec"]).method
     suggested = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in sorted(config.get("suggested", {}).items()))
     return (f"Cell **{config.get('cell_label', '')}** (`{config.get('cell', '')}`), method **{method}**, "

@@ -13,6 +13,7 @@ from pipeline.params.grid import Cell
 from pipeline.sweep.logger import is_metric
 from pipeline.sweep.outcome import INTERRUPTED, Outcome
 from pipeline.sweep.space import checkpoint_digest
+from pipeline.train.checkpoint import RunSpec
 from pipeline.train.outcome import diverged, likelihood_of
 
 
@@ -32,25 +33,22 @@ def summarise(trials: list, runs: dict[str, str], cells: list[Cell], outcomes: d
         cfg, last = t.config, dict(t.last_result or {})
         got = outcomes[t.trial_id]
         status = got.status
-        spec = cfg["spec"]
+        spec = RunSpec.from_dict(cfg["spec"])
         ckpt_dir = t.checkpoint.path if t.checkpoint else None
         row = {
             "trial_id": t.trial_id, "cell": cfg["cell"], "cell_label": cfg["cell_label"],
             "grids": ",".join(cfg["grids"]), "status": status,
             "error": got.reason if status in ("FAILED", INTERRUPTED) else None,
-            "failure": got.kind, "epochs_budget": int(spec["train"]["epochs"]),
+            "failure": got.kind, "epochs_budget": spec.train.epochs,
             "epochs_done": int(last.get("epoch", 0)), "mlflow_run_id": runs.get(t.trial_id),
             "checkpoint": _relative(ckpt_dir, base),
             **checkpoint_digest(ckpt_dir),
-            "divergence": spec["objective"]["divergence"], "alpha": spec["objective"]["alpha"],
-            "lambda": spec["objective"]["lambda"], "latent_dim": spec["model"]["latent_dim"],
-            "encoder": spec["model"]["encoder"], "decoder": spec["model"]["decoder"],
-            "train_size": spec["train"]["train_size"], "lr": spec["train"]["lr"],
+            **spec.columns(),
             "suggested": json.dumps(cfg.get("suggested", {}), sort_keys=True),
             "node_id": last.get("node_id"), "device": last.get("device"), "gpu_ids": last.get("gpu_ids"),
             "cuda_visible_devices": last.get("cuda_visible_devices"),
             "torch_threads": last.get("torch_threads"),
-            "spec": json.dumps({k: v for k, v in spec.items() if k != "data_dir"}, sort_keys=True),
+            "spec": json.dumps({k: v for k, v in cfg["spec"].items() if k != "data_dir"}, sort_keys=True),
         }
         row.update({k: float(v) for k, v in last.items() if is_metric(k)})
         rows.append(row)

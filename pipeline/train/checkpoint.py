@@ -67,6 +67,22 @@ class RunSpec:
         tail = "" if likelihood == "bernoulli" else f"/{likelihood}"
         return f"{self.model.encoder}/{self.model.decoder}/{self.objective.divergence}{tail}"
 
+    @property
+    def method(self) -> str:
+        """The paper's name for the run's objective (pipeline.params.vocab.method_name)."""
+        from pipeline.params.vocab import method_name
+
+        o = self.objective
+        return method_name(o.divergence, o.alpha, o.lambda_, o.scaling)
+
+    def columns(self) -> dict[str, Any]:
+        """What the run is, as the flat columns the study's tables carry (the sweep's trials,
+        evaluate's metrics): one place, so every table names a run the same way."""
+        o, m, t = self.objective, self.model, self.train
+        return {"divergence": o.divergence, "alpha": o.alpha, "lambda": o.lambda_, "method": self.method,
+                "latent_dim": m.latent_dim, "encoder": m.encoder, "decoder": m.decoder,
+                "likelihood": m.likelihood, "train_size": t.train_size, "lr": t.lr}
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.model_dump(), "objective": self.objective.model_dump(by_alias=True),
                 "train": self.train.model_dump(), "data_dir": self.data_dir}
