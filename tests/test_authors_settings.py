@@ -201,7 +201,8 @@ def test_xavier_starts_the_mlp_encoders_codes_wider_and_the_pixelcnn_grids_use_i
     study's PixelCNN grids (their experiments) run with the authors' init."""
     from pipeline.data.splits import load_split
 
-    x = load_split(prepared_mnist, "validation").images[:1000].bernoulli(generator=torch.Generator().manual_seed(0))
+    images = load_split(prepared_mnist, "validation").images[:1000]
+    x = images.bernoulli(generator=torch.Generator().manual_seed(0))
     spread = {}
     for init in ("default", "xavier"):
         torch.manual_seed(0)

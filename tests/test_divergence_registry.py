@@ -77,7 +77,8 @@ def test_registered_divergence_is_validated_named_and_built(moments):
     z = z - z.mean(0)
     z = z @ torch.linalg.inv(torch.linalg.cholesky(z.T @ z / 999)).T
     assert float(div(z)) == pytest.approx(0.0, abs=1e-9)
-    assert float(div(z + torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64))) == pytest.approx(2.0 * 5.0, rel=1e-9)
+    shift = torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64)
+    assert float(div(z + shift)) == pytest.approx(2.0 * 5.0, rel=1e-9)
 
 
 def test_registered_divergence_runs_through_a_grid(moments):

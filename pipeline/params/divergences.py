@@ -41,7 +41,8 @@ DIVERGENCES: dict[str, DivergenceEntry] = {}
 def register_divergence(entry: DivergenceEntry) -> DivergenceEntry:
     """Add a divergence to the table (a name registered twice is a mistake, not an override)."""
     if entry.name in DIVERGENCES and DIVERGENCES[entry.name] != entry:
-        raise ValueError(f"divergence {entry.name!r} is registered already ({DIVERGENCES[entry.name].builder})")
+        raise ValueError(f"divergence {entry.name!r} is registered already "
+                         f"({DIVERGENCES[entry.name].builder})")
     if not entry.name.isidentifier():
         raise ValueError(f"divergence name {entry.name!r} must be an identifier (it names objective.<name>)")
     DIVERGENCES[entry.name] = entry
@@ -55,11 +56,11 @@ def divergence_entry(name: str) -> DivergenceEntry:
     return DIVERGENCES[name]
 
 
-register_divergence(DivergenceEntry("kl", "KL (ELBO family)", "ELBO", "pipeline.model.divergences.kl:KLDivergence"))
-register_divergence(DivergenceEntry("mmd", "MMD", "MMD-VAE", "pipeline.model.divergences.mmd:MMDDivergence",
-                                    "pipeline.params.model:MMDParams"))
-register_divergence(DivergenceEntry("stein", "Stein", "Stein-VAE", "pipeline.model.divergences.stein:SteinDivergence",
-                                    "pipeline.params.model:SteinParams"))
+_DIV, _SET = "pipeline.model.divergences", "pipeline.params.model"
+register_divergence(DivergenceEntry("kl", "KL (ELBO family)", "ELBO", f"{_DIV}.kl:KLDivergence"))
+register_divergence(DivergenceEntry("mmd", "MMD", "MMD-VAE", f"{_DIV}.mmd:MMDDivergence",
+                                    f"{_SET}:MMDParams"))
+register_divergence(DivergenceEntry("stein", "Stein", "Stein-VAE", f"{_DIV}.stein:SteinDivergence",
+                                    f"{_SET}:SteinParams"))
 register_divergence(DivergenceEntry("adversarial", "Adversarial", "Adversarial-VAE",
-                                    "pipeline.model.divergences.adversarial:AdversarialDivergence",
-                                    "pipeline.params.model:AdversarialParams"))
+                                    f"{_DIV}.adversarial:AdversarialDivergence", f"{_SET}:AdversarialParams"))

@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from pipeline.errors import PipelineError
-from pipeline.params.data import DataParams
 from pipeline.params.base import Section
+from pipeline.params.data import DataParams
 from pipeline.params.evaluate import EvaluateParams
 from pipeline.params.model import ModelParams, ObjectiveParams, TrainParams
 from pipeline.params.report import ReportParams
