@@ -227,7 +227,7 @@ BAD_PARAMS = [
      {"sweep": {"grids": {"bad": {"divergence": ["mmd"], "alpha": [3.0], "lambda": [10.0]}}}},
      r"sweep.grids.bad: cell .* is invalid"),
     ("unknown divergence", {"objective": {"divergence": "wasserstein"}},
-     r"objective.divergence: Input should be 'kl', 'mmd', 'stein' or 'adversarial'"),
+     r"objective.divergence: unknown divergence 'wasserstein': one of kl, mmd, stein, adversarial"),
     ("empty grid", {"sweep": {"grids": {}}}, r"no grid declared"),
     ("empty axis", {"sweep": {"grids": {"bad": {"divergence": []}}}}, r"grids.bad.divergence: an empty axis"),
     ("unsatisfiable resources", {"sweep": {"cpus_per_trial": 64}, "cluster": {"num_cpus": 2}},

@@ -93,4 +93,5 @@ class RunSpec:
 
         return cls(ModelParams.model_validate(d["model"]),
                    ObjectiveParams.model_validate(d["objective"]),
-                   TrainParams.model_validate(d["train"]), d["data_dir"])
+                   TrainParams.model_validate(d["train"]),
+                   d.get("data_dir", ""))  # "": a spec shown without its data (a trial's config)
