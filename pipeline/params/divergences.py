@@ -56,6 +56,16 @@ def divergence_entry(name: str) -> DivergenceEntry:
     return DIVERGENCES[name]
 
 
+def settings_of(objective: Any, name: str) -> Any:
+    """The settings section of divergence `name` in an objective (ObjectiveParams, or any object
+    with the sections as attributes), its defaults where the objective has none; None for a
+    divergence without settings."""
+    entry = divergence_entry(name)
+    if entry.settings is None:
+        return None
+    return getattr(objective, name, None) or load(entry.settings)()
+
+
 _DIV, _SET = "pipeline.model.divergences", "pipeline.params.model"
 register_divergence(DivergenceEntry("kl", "KL (ELBO family)", "ELBO", f"{_DIV}.kl:KLDivergence"))
 register_divergence(DivergenceEntry("mmd", "MMD", "MMD-VAE", f"{_DIV}.mmd:MMDDivergence",

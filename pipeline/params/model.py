@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.params.accel import AccelParams
 from pipeline.params.base import Section
-from pipeline.params.divergences import DIVERGENCES, divergence_entry
+from pipeline.params.divergences import DIVERGENCES, divergence_entry, settings_of
 from pipeline.params.vocab import divergence_weight
 
 
@@ -137,12 +137,7 @@ class ObjectiveParams(Section):
     def settings(self, name: str | None = None) -> Section | None:
         """The settings section of divergence `name` (default: this objective's), its defaults
         where params give none; None for a divergence without settings."""
-        entry = divergence_entry(name or self.divergence)
-        if entry.settings is None:
-            return None
-        value = getattr(self, entry.name, None) if entry.name in type(self).model_fields \
-            else (self.__pydantic_extra__ or {}).get(entry.name)
-        return value if value is not None else entry.settings_class()()
+        return settings_of(self, name or self.divergence)
 
     @field_validator("divergence")
     @classmethod

@@ -11,7 +11,7 @@ from pipeline.model.divergences.base import Divergence
 from pipeline.model.divergences.kl import KLDivergence
 from pipeline.model.divergences.mmd import MMDDivergence, mmd
 from pipeline.model.divergences.stein import SteinDivergence, stein_direction
-from pipeline.params.divergences import divergence_entry, load
+from pipeline.params.divergences import divergence_entry, load, settings_of
 
 if TYPE_CHECKING:  # pydantic stays off the model/trainer path (bench/bench_gpu.py runs without it)
     from pipeline.params.model import ObjectiveParams
@@ -27,11 +27,8 @@ def build_divergence(params: ObjectiveParams, latent_dim: int) -> Divergence:
     Class(settings, latent_dim), or Class(latent_dim) for a divergence without settings."""
     entry = divergence_entry(params.divergence)
     cls = load(entry.builder)
-    if entry.settings is None:
-        div = cls(latent_dim)
-    else:  # ObjectiveParams gives defaults for a section it lacks; a plain namespace (bench_gpu) has it
-        settings = params.settings() if hasattr(params, "settings") else getattr(params, entry.name)
-        div = cls(settings, latent_dim)
+    settings = settings_of(params, entry.name)  # params may be a plain namespace (bench_gpu)
+    div = cls(latent_dim) if settings is None else cls(settings, latent_dim)
     if not isinstance(div, Divergence):
         raise TypeError(f"{entry.builder} built a {type(div).__name__}, not a Divergence")
     return div
