@@ -57,6 +57,19 @@ def test_variants_are_named_by_the_settings_they_change_and_judged_by_the_claims
     assert "reproduced with objective.scaling=authors (+" in said
 
 
+def test_a_variant_that_trains_stein_forms_the_checks_against_it():
+    """Stein-VAE in the ablation (for the encoder's BatchNorm): C1's MMD-VAE < Stein-VAE check is
+    formed from the variant's own cells; the adversarial one, never trained there, is not."""
+    metrics, best = _table([("a", "ELBO", "per_image", 3.0), ("b", "MMD-VAE", "per_image", 5.0),
+                            ("s", "Stein-VAE", "per_image", 0.01)])
+    best["s"]["overrides"]["objective.divergence"] = "stein"
+    metrics.loc[metrics["cell"] == "s", "test_nll"] = 95.0
+    c1 = next(e for e in ablation.verdicts(metrics, best) if e["claim"] == "c1" and e["variant"] == "ours")
+    whats = [c.what.split(" [")[0] for c in c1["checks"]]
+    assert "NLL(MMD-VAE) < NLL(Stein-VAE)" in whats and not any("Adversarial" in w for w in whats)
+    assert ablation.sentences([c1])["c1"].startswith("Ablation (pixelcnn, ELBO vs MMD-VAE vs Stein-VAE)")
+
+
 def test_no_ablation_grid_no_ablation():
     metrics, best = _table([("a", "ELBO", "per_image", 3.0, "table1")])
     assert ablation.verdicts(metrics, best) == [] and ablation.sentences([]) == {}
@@ -67,14 +80,17 @@ def test_the_ablation_profile_adds_its_cells_to_the_laptop_study_sharing_ours():
     cells = expand(compose(ROOT, ["profile=ablation"]))
     assert laptop <= {c.id for c in cells}  # the laptop study, whole
     ours = [c for c in cells if "ablation_pixelcnn" in c.grids and "table1" in c.grids]
-    assert sorted(c.method for c in ours) == ["ELBO", "MMD-VAE"]  # Table 1's cells are ours
+    assert sorted(c.method for c in ours) == ["ELBO", "MMD-VAE", "Stein-VAE"]  # Table 1's cells are ours
     scaled = [c for c in cells if "ablation_pixelcnn_scaling" in c.grids and c.method == "MMD-VAE"]
     # lambda is per image under either scaling: the scaling variants' MMD-VAE runs at ours
     assert {c.overrides["objective.lambda"] for c in scaled} == {1000.0}
     # the authors' bounded std is the default: its variant switches our former softplus on
     stds = [c.overrides.get("model.std_param", "sigmoid") for c in cells
             if any(g.startswith("ablation") for g in c.grids)]
-    assert stds.count("softplus") == 2 and set(stds) == {"sigmoid", "softplus"}  # ELBO, MMD (PixelCNN only)
+    assert stds.count("softplus") == 3 and set(stds) == {"sigmoid", "softplus"}  # ELBO, MMD, Stein
+    # the authors' BatchNorm encoder is the grids' (for Stein-VAE's collapse): its variant goes without
+    norms = [c.overrides.get("model.encoder_norm") for c in cells if "ablation_pixelcnn" in c.grids]
+    assert norms.count("none") == 3 and set(norms) == {"batch", "none"}
 
 
 def test_a_profile_drops_a_grid_by_setting_it_to_null():

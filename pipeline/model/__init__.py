@@ -31,10 +31,10 @@ __all__ = [
 def build_encoder(params: ModelParams) -> Encoder:
     if params.encoder == "mlp":
         return MLPEncoder(params.latent_dim, list(params.hidden), params.std_floor, params.std_param,
-                          params.init)
+                          params.init, params.encoder_norm)
     if params.encoder == "conv":
         return ConvEncoder(params.latent_dim, list(params.conv_channels), params.conv_fc, params.std_floor,
-                           params.std_param, params.init)
+                           params.std_param, params.init, params.encoder_norm)
     raise ValueError(f"unknown encoder {params.encoder!r}")
 
 

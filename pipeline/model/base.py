@@ -71,6 +71,21 @@ class Decoder(nn.Module):
 
 STD_PARAMS = ("sigmoid", "softplus")
 INIT_SCHEMES = ("default", "xavier")
+ENCODER_NORMS = ("none", "batch")
+
+
+def hidden_norm(norm: str, width: int, conv: bool = False) -> list[nn.Module]:
+    """The layer an encoder puts between a hidden layer and its activation: none, or BatchNorm
+    (the authors' encoder, conv2d_bn_lrelu / fc_bn_lrelu in ShengjiaZhao/PixelCNN). BatchNorm keeps
+    each hidden unit's spread over the batch at its learnt scale, so the head can widen or narrow
+    the spread of the means across images by its own weights alone; without it, a divergence that
+    only sees the batch's z (Stein's surrogate) finds it cheaper to move the std and lets the
+    means' spread collapse (tests/test_models.py, the Stein-only known answer)."""
+    if norm == "none":
+        return []
+    if norm != "batch":
+        raise ValueError(f"unknown encoder norm {norm!r}: one of {ENCODER_NORMS}")
+    return [nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width)]
 
 
 def at_least_fp32(t: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from pipeline.model.base import (
     Encoder,
     apply_init,
     gaussian_head,
+    hidden_norm,
     init_gaussian_head,
 )
 from pipeline.model.likelihood import DECODER_STD_FLOOR, output_channels
@@ -28,15 +29,17 @@ LEAK = 0.1  # the authors' lrelu(x, rate=0.1)
 
 class ConvEncoder(Encoder):
     def __init__(self, latent_dim: int, channels: list[int], fc: int, std_floor: float = 1e-3,
-                 std_param: str = "sigmoid", init: str = "default"):
+                 std_param: str = "sigmoid", init: str = "default", norm: str = "none"):
         super().__init__()
         c0, c1 = channels
         self.latent_dim, self.std_floor, self.std_param = latent_dim, float(std_floor), std_param
         self.body = nn.Sequential(
-            nn.Conv2d(IMAGE_SHAPE[0], c0, 4, stride=2, padding=1), nn.LeakyReLU(LEAK),  # 28 -> 14
-            nn.Conv2d(c0, c1, 4, stride=2, padding=1), nn.LeakyReLU(LEAK),  # 14 -> 7
+            nn.Conv2d(IMAGE_SHAPE[0], c0, 4, stride=2, padding=1), *hidden_norm(norm, c0, conv=True),
+            nn.LeakyReLU(LEAK),  # 28 -> 14
+            nn.Conv2d(c0, c1, 4, stride=2, padding=1), *hidden_norm(norm, c1, conv=True),
+            nn.LeakyReLU(LEAK),  # 14 -> 7
             nn.Flatten(),
-            nn.Linear(c1 * 7 * 7, fc), nn.LeakyReLU(LEAK),
+            nn.Linear(c1 * 7 * 7, fc), *hidden_norm(norm, fc), nn.LeakyReLU(LEAK),
         )
         self.head = nn.Linear(fc, 2 * latent_dim)
         apply_init(self, init)  # before the head's std bias, which belongs to the softplus choice

@@ -13,6 +13,7 @@ from pipeline.model.base import (
     Encoder,
     apply_init,
     gaussian_head,
+    hidden_norm,
     init_gaussian_head,
 )
 from pipeline.model.likelihood import DECODER_STD_FLOOR, output_channels
@@ -21,16 +22,17 @@ N_PIXELS = math.prod(IMAGE_SHAPE)
 
 
 class MLPEncoder(Encoder):
-    """784 -> hidden[0] -> ... -> hidden[-1] -> 2 * latent_dim, ReLU between layers."""
+    """784 -> hidden[0] -> ... -> hidden[-1] -> 2 * latent_dim, ReLU between layers (after a
+    BatchNorm with norm = "batch")."""
 
     def __init__(self, latent_dim: int, hidden: list[int], std_floor: float = 1e-3,
-                 std_param: str = "sigmoid", init: str = "default"):
+                 std_param: str = "sigmoid", init: str = "default", norm: str = "none"):
         super().__init__()
         self.latent_dim, self.std_floor, self.std_param = latent_dim, float(std_floor), std_param
         layers: list[nn.Module] = []
         width = N_PIXELS
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            layers += [nn.Linear(width, h), *hidden_norm(norm, h), nn.ReLU()]
             width = h
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, 2 * latent_dim)

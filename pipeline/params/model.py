@@ -38,6 +38,12 @@ class ModelParams(Section):
     # kernel's reach; the grids of the authors' PixelCNN experiments set xavier.
     # default: PyTorch's layer init; xavier: Glorot-uniform weights, zero biases (the authors' TF default).
     init: Literal["default", "xavier"] = "default"
+    # batch: BatchNorm after every hidden layer of the encoder, before its activation (the authors'
+    # conv2d_bn_lrelu / fc_bn_lrelu, ShengjiaZhao/PixelCNN models.py). Without it the Stein
+    # surrogate alone shrinks the spread of the means to 0 (collapse); with it the same updates
+    # spread the means and shrink the std (docs/design.md, "The encoder's BatchNorm").
+    # none | batch
+    encoder_norm: Literal["none", "batch"] = "none"
     # gated: two-stack gated PixelCNN, z a global conditioning vector (van den Oord et al. 2016b;
     # no blind spot); single: single-stack masked PixelCNN, spatial z map, blind spot (ablation)
     pixelcnn_arch: Literal["gated", "single"] = "gated"
