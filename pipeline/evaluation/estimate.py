@@ -18,16 +18,21 @@ from pipeline.evaluation.loglik import (
 )
 from pipeline.model.objective import InfoVAE
 
+PROPOSALS = {"encoder": None, "defensive": 1.0}  # IS proposal -> the wide component's std
+
 
 def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *, seed: int = 0,
                          rows: int | None = None, progress: Progress | None = None,
-                         amp: torch.dtype | None = None, **ais_options: int) -> LoglikEstimate:
+                         amp: torch.dtype | None = None, proposal: str = "encoder",
+                         **ais_options: int) -> LoglikEstimate:
     """log p(x) of a trained InfoVAE (eval mode) for images x [N, 1, 28, 28] (binary; grey levels
     for a Gaussian decoder, whose log p(x) is a density's) on the
     model's device: method "is" (K = samples draws of q(z|x) per image), "prior" (M = samples
     draws of p(z)) or "ais" (annealed importance sampling, pipeline.evaluation.ais: K = samples
     chains; ais_options steps, leapfrog); at most `rows` z's per decoder call (None: all).
-    `amp`: autocast dtype of the decoder network (IS: the encoder, weights and sums stay fp32)."""
+    `amp`: autocast dtype of the decoder network (IS: the encoder, weights and sums stay fp32).
+    `proposal` (IS): "encoder", q(z|x) alone, or "defensive", q mixed half and half with
+    N(mean(x), I) (pipeline.evaluation.loglik, eq. IS-DEF)."""
     if method == "ais":
         return model_ais_log_likelihood(model, x, samples, seed=seed, rows=rows,
                                         progress=progress, **ais_options)
@@ -37,8 +42,11 @@ def model_log_likelihood(model: InfoVAE, x: Tensor, method: str, samples: int, *
         raise ValueError("evaluate log-likelihoods in eval mode (model.eval())")
     x = x.to(next(model.parameters()).device)
     if method == "is":
+        if proposal not in PROPOSALS:
+            raise ValueError(f"unknown IS proposal {proposal!r}: one of {sorted(PROPOSALS)}")
         return importance_log_likelihood(x, model.encoder, decoder_log_lik(model.decoder, amp),
-                                         samples, seed=seed, rows=rows, progress=progress)
+                                         samples, seed=seed, rows=rows, progress=progress,
+                                         wide=PROPOSALS[proposal])
     if method == "prior":
         # Autoregressive pairs cost a decoder pass each: keep chunks of examples small there.
         per_chunk = 1 if model.decoder.autoregressive else 1024

@@ -62,7 +62,8 @@ def calibrate(model, x, settings: EvaluateParams) -> dict[str, float]:
     grad_rows_per_s = grad_rows / max(time.perf_counter() - clock, 1e-9)
     images = 1 if autoregressive else 4
     clock = time.perf_counter()
-    model_log_likelihood(model, x[:images], "is", settings.loglik_k, seed=0, rows=settings.loglik_rows)
+    model_log_likelihood(model, x[:images], "is", settings.loglik_k, seed=0, rows=settings.loglik_rows,
+                         proposal=settings.loglik_proposal)
     return {"decoder_rows_per_s": rows_per_s, "sample_image_s": sample_image,
             "grad_rows_per_s": grad_rows_per_s,
             "loglik_image_s": (time.perf_counter() - clock) / images}

@@ -27,7 +27,7 @@ def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[st
     ais = model_log_likelihood(model.net, x, "ais", settings.ais_chains, seed=settings.seed,
                                rows=model.rows, steps=settings.ais_steps, leapfrog=settings.ais_leapfrog)
     iw = model_log_likelihood(model.net, x, "is", settings.loglik_k, seed=settings.seed, rows=model.rows,
-                              amp=model.amp)
+                              amp=model.amp, proposal=settings.loglik_proposal)
     diff = (iw.per_example - ais.per_example).double()  # NLL(AIS) - NLL(IS), per image
     n = diff.numel()
     return {**ais.summary("test_ais"), "test_ais_minus_is": float(diff.mean()),

@@ -1,6 +1,7 @@
-"""Test and train negative log-likelihood, importance-sampled with q(z|x) as the proposal.
+"""Test and train negative log-likelihood, importance-sampled with q(z|x) as the proposal, mixed
+with a wide component by default (evaluate.loglik_proposal; pipeline.evaluation.loglik, IS-DEF)
 
-    log p(x) ~= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x)     (Burda et al. 2016)
+    log p(x) ~= log (1/K) sum_k p(x|z_k) p(z_k) / r(z_k|x),   z_k ~ r(z|x)     (Burda et al. 2016)
 
 K = evaluate.loglik_k on the first loglik_test_size test images, and on the first
 loglik_train_size train images (the cell's own training images are a prefix of these): the gap
@@ -27,7 +28,7 @@ def loglik(model: Trained, data: EvalData, settings: EvaluateParams, split: str,
     progress = stderr_progress(f"{prefix} log-likelihood", data.progress_every_s) \
         if data.progress_every_s else None
     est = model_log_likelihood(model.net, x, method, samples, seed=seed, rows=model.rows,
-                               progress=progress, amp=model.amp)
+                               progress=progress, amp=model.amp, proposal=settings.loglik_proposal)
     return {**est.summary(prefix), PER_IMAGE: entry(split, method, x, -est.per_example)}
 
 
