@@ -230,3 +230,27 @@ def test_a_gaussian_decoders_density_has_no_coin_bound():
     assert "is nan" in diverged({"val_nelbo": float("nan")}, likelihood="gaussian")
     assert likelihood_of('{"model": {"likelihood": "gaussian"}}') == "gaussian"
     assert likelihood_of({"model": {}}) == likelihood_of(None) == "bernoulli"
+
+
+def test_a_clean_re_evaluation_clears_the_diverged_mark_in_mlflow(tmp_path):
+    """A run once marked diverged (an earlier rule, or a checkpoint since retrained in place) and
+    now measured is shown as evaluated: the mark goes, the status tag says EVALUATED. A real
+    MLflow store (SQLite in tmp_path), no server."""
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.evaluation.study import diverged_tags
+    from pipeline.evaluation.tracking_log import DIVERGED_TAG, STATUS_TAG, log_evaluation
+    from pipeline.infra import tracking
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp).info.run_id
+    tracking.set_tags(client, run, diverged_tags("training diverged: final validation NELBO 2272"))
+    assert client.get_run(run).data.tags[STATUS_TAG] == DIVERGED
+    log_evaluation(client, run, {"test_nll": 90.5, "test_k": 100})
+    tags = client.get_run(run).data.tags
+    assert DIVERGED_TAG not in tags and tags[STATUS_TAG] == "EVALUATED"
+    assert tags["infovae.eval.test_k"] == "100"
+    assert client.get_run(run).data.metrics["eval_test_nll"] == 90.5
+    log_evaluation(client, run, {"test_nll": 90.4})  # again: nothing to delete, no error
+    assert client.get_run(run).data.metrics["eval_test_nll"] == 90.4

@@ -29,7 +29,7 @@ from pipeline.evaluation.per_image import COLUMNS as PER_IMAGE_COLUMNS
 from pipeline.evaluation.per_image import split_row, table_rows
 from pipeline.evaluation.plan import announce
 from pipeline.evaluation.progress import EvalProgress
-from pipeline.evaluation.tracking_log import log_evaluation
+from pipeline.evaluation.tracking_log import DIVERGED_TAG, STATUS_TAG, log_evaluation
 from pipeline.infra import atomic, tracking
 from pipeline.infra.layout import (
     BEST,
@@ -72,12 +72,11 @@ def _meta(cell: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 # A diverged cell's row keeps its last epoch's training metrics (what the rule read), for display.
 TRAINING_FINAL = ("val_nelbo", "val_loss", "val_recon", "val_kl", "val_div")
-DIVERGED_TAG = "infovae.diverged"
 
 
 def diverged_tags(reason: str) -> dict[str, str]:
     """The tags on a diverged cell's trial run: why, and that its evaluation was withheld."""
-    return {DIVERGED_TAG: reason[:4000], "infovae.eval.status": DIVERGED}
+    return {DIVERGED_TAG: reason[:4000], STATUS_TAG: DIVERGED}
 
 
 def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[str, Any]:

@@ -23,10 +23,18 @@ def is_setting(key: str, value: Any) -> bool:
     return key in SETTINGS or bool(COUNT.match(key)) or not numeric
 
 
+DIVERGED_TAG = "infovae.diverged"
+STATUS_TAG = "infovae.eval.status"
+
+
 def log_evaluation(client, run_id: str, result: dict[str, Any]) -> None:
-    """Timings (seconds_*) stay in metrics.parquet: they describe the machine, not the model."""
+    """Timings (seconds_*) stay in metrics.parquet: they describe the machine, not the model.
+    The run is marked evaluated; a diverged mark left by an earlier evaluation (under another
+    rule, or of a checkpoint since retrained in place) is removed, so MLflow does not show a
+    measured run as withheld."""
     metrics = {f"eval_{k}": v for k, v in result.items()
                if v is not None and not is_setting(k, v) and not k.startswith("seconds")}
     settings = {f"infovae.eval.{k}": v for k, v in result.items() if v is not None and is_setting(k, v)}
     tracking.log_metrics(client, run_id, metrics, step=0)
-    tracking.set_tags(client, run_id, settings)
+    tracking.set_tags(client, run_id, {**settings, STATUS_TAG: "EVALUATED"})
+    tracking.delete_tag(client, run_id, DIVERGED_TAG)
