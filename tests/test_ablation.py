@@ -70,6 +70,29 @@ def test_a_variant_that_trains_stein_forms_the_checks_against_it():
     assert ablation.sentences([c1])["c1"].startswith("Ablation (pixelcnn, ELBO vs MMD-VAE vs Stein-VAE)")
 
 
+def test_a_diverged_variant_cell_is_named_beside_the_claims_that_compare_its_method():
+    """The authors' WGAN-GP adversarial runs away here: its cell forms no check (not measured),
+    and the sentences of the claims that compare Adversarial-VAE say it diverged, with why."""
+    from pipeline.report.claims.ablation import diverged, sentences
+
+    metrics, best = _table([("a", "ELBO", "per_image", 3.0), ("b", "MMD-VAE", "per_image", 5.0),
+                            ("w", "MMD-VAE", "per_image", 5.0), ("v", "Adversarial-VAE", "per_image", 0.0)])
+    for cell in ("w", "v"):
+        best[cell]["overrides"]["objective.adversarial.loss"] = "wgan_gp"
+    for cell in ("a", "b"):
+        best[cell]["overrides"]["objective.adversarial.loss"] = "js"
+    metrics.loc[metrics["cell"] == "v", ["status", "error"]] = ["DIVERGED", "final validation NELBO 562.7"]
+    failed = diverged(metrics, best)
+    assert failed == [{"decoder": "pixelcnn", "variant": "objective.adversarial.loss=wgan_gp",
+                       "method": "Adversarial-VAE", "error": "final validation NELBO 562.7"}]
+    said = sentences(ablation.verdicts(metrics, best), failed)
+    for claim in ("c1", "c4", "c5", "c6"):  # every claim with an Adversarial-VAE row
+        assert "Adversarial-VAE diverged with objective.adversarial.loss=wgan_gp (final validation NELBO" \
+            in said[claim], claim
+    assert "diverged" not in said.get("c3", "")
+    assert said["c3"].startswith("Ablation (pixelcnn, ELBO vs MMD-VAE): ")
+
+
 def test_no_ablation_grid_no_ablation():
     metrics, best = _table([("a", "ELBO", "per_image", 3.0, "table1")])
     assert ablation.verdicts(metrics, best) == [] and ablation.sentences([]) == {}
@@ -91,6 +114,10 @@ def test_the_ablation_profile_adds_its_cells_to_the_laptop_study_sharing_ours():
     # the authors' BatchNorm encoder is the grids' (for Stein-VAE's collapse): its variant goes without
     norms = [c.overrides.get("model.encoder_norm") for c in cells if "ablation_pixelcnn" in c.grids]
     assert norms.count("none") == 3 and set(norms) == {"batch", "none"}
+    # the authors' WGAN-GP adversarial beside ours (JS), each with MMD-VAE, for C5
+    adv = [c for c in cells if "ablation_adversarial" in c.grids]
+    assert sorted((c.method, c.overrides["objective.adversarial.loss"]) for c in adv) == [
+        ("Adversarial-VAE", "js"), ("Adversarial-VAE", "wgan_gp"), ("MMD-VAE", "js"), ("MMD-VAE", "wgan_gp")]
 
 
 def test_a_profile_drops_a_grid_by_setting_it_to_null():

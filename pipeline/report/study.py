@@ -53,12 +53,13 @@ def compose(inputs: StudyInputs, cfg: ReportParams, tracking_uri: str, claims: l
                 reference_section(inputs.base, cfg.reference_dir), trials_section(inputs),
                 timing_section(inputs)]
     ablated = ablation.verdicts(inputs.metrics, inputs.best, inputs.per_image)
-    if ablated:
-        sections.insert(0, ablation.ablation_section(ablated))
+    failed = ablation.diverged(inputs.metrics, inputs.best)
+    if ablated or failed:
+        sections.insert(0, ablation.ablation_section(ablated, failed))
     titles = {s.id: s.title for s in sections}
     title = f"{cfg.title} (PARTIAL: {'; '.join(partial)})" if partial else cfg.title
     return Report(title, header(inputs, tracking_uri),
-                  [claims_section(claims, titles, ablation.sentences(ablated)), *sections])
+                  [claims_section(claims, titles, ablation.sentences(ablated, failed)), *sections])
 
 
 def mlflow_ui(tracking_uri: str, cfg: ReportParams) -> str:

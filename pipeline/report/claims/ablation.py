@@ -33,6 +33,7 @@ from pipeline.report.claims.nll import Context
 from pipeline.report.claims.rules import Check
 from pipeline.report.claims.statements import SPECS
 from pipeline.report.doc import Section, Table, Text
+from pipeline.train.outcome import DIVERGED
 
 PREFIX = "ablation"
 NOT_SETTINGS = {"objective.divergence", "objective.alpha", "objective.lambda", "model.decoder",
@@ -47,9 +48,19 @@ def _grids(row: dict[str, Any]) -> list[str]:
     return [g for g in str(row.get("grids") or "").split(",") if g]
 
 
+def diverged(metrics: pd.DataFrame, best: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ablation's cells whose training diverged (pipeline.train.outcome), with their variant:
+    a variant may exist to show that a setting (the authors' WGAN-GP critic) does not train here,
+    and its cells then form no check; the report names them instead."""
+    return [{"decoder": decoder, "variant": label, "method": r.get("method"), "error": r.get("error")}
+            for (decoder, label), rows in variants(metrics, best).items()
+            for r in rows if r.get("status") == DIVERGED]
+
+
 def variants(metrics: pd.DataFrame, best: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """(decoder, variant label) -> the ablation rows of that variant (ELBO, MMD-VAE, Stein-VAE); best: the
-    sweep's best.json, whose entries hold each cell's resolved overrides."""
+    """(decoder, variant label) -> the ablation rows of that variant (ELBO, MMD-VAE, Stein-VAE,
+    Adversarial-VAE as the profile trains them); best: the sweep's best.json, whose entries hold
+    each cell's resolved overrides."""
     if "grids" not in metrics.columns:
         return {}
     rows = [r.to_dict() for _, r in metrics.iterrows()
@@ -121,14 +132,23 @@ def _num(e: dict[str, Any]) -> str:
     return f"{e['margin']:+.3g}{se}"
 
 
-def sentences(entries: list[dict[str, Any]]) -> dict[str, str]:
+def sentences(entries: list[dict[str, Any]], failed: list[dict[str, Any]] | None = None) -> dict[str, str]:
     """claim id -> one sentence: the verdict under our settings and under each variant, with the
-    deciding margin (positive supports the claim)."""
+    deciding margin (positive supports the claim); and, for a claim that compares a method whose
+    cell diverged under a variant (`failed`: diverged()), that it did."""
     by: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
         by.setdefault(e["claim"], []).append(e)
     out = {}
+    for spec in SPECS:
+        gone = [f for f in failed or [] if f["method"] in spec.methods]
+        if gone:
+            said = "; ".join(f"{f['method']} diverged with {f['variant']} ({f['error']})" for f in gone)
+            by.setdefault(spec.id, [])
+            out[spec.id] = f"Ablation ({gone[0]['decoder']}): {said}."
     for claim, es in by.items():
+        if not es:
+            continue
         ours = next((e for e in es if e["variant"] == OURS), None)
         groups: dict[str, list[str]] = {}
         for e in es:
@@ -137,16 +157,21 @@ def sentences(entries: list[dict[str, Any]]) -> dict[str, str]:
         head = (f"Ablation ({es[0]['decoder']}, {es[0]['methods']}): {ours['verdict']} with our settings "
                 f"({_num(ours)})" if ours else f"Ablation ({es[0]['decoder']}): our settings' cells missing")
         parts = [f"{verdict} with {'; '.join(names)}" for verdict, names in sorted(groups.items())]
-        out[claim] = head + ("; " + "; ".join(parts) if parts else "") + "."
+        out[claim] = head + ("; " + "; ".join(parts) if parts else "") + "." \
+            + (" " + out[claim] if claim in out else "")
     return out
 
 
-def ablation_section(entries: list[dict[str, Any]]) -> Section:
-    """The report section: one row per (claim, variant) with its checks."""
+def ablation_section(entries: list[dict[str, Any]], failed: list[dict[str, Any]] | None = None) -> Section:
+    """The report section: one row per (claim, variant) with its checks; the diverged cells."""
     section = Section("ablation", "Ablation: the authors' settings and scale")
     section.blocks.append(Text(__doc__.split("\n\n", 1)[1].replace("\n", " ")))
     rows = [[e["claim"].upper(), e["decoder"], e["variant"], e["verdict"].upper(), _num(e),
              "; ".join(f"{c.what}: {c.margin:+.3g} ({c.outcome})" for c in e["checks"])] for e in entries]
     header = ["Claim", "Decoder", "Variant", "Verdict", "Deciding margin ± s.e.", "Checks"]
     section.blocks.append(Table(header, rows, "Margins in the claim's unit; positive supports the claim."))
+    if failed:
+        section.blocks.append(Table(["Decoder", "Variant", "Method", "Why"],
+                                    [[f["decoder"], f["variant"], f["method"], f["error"]] for f in failed],
+                                    "Ablation cells whose training diverged: not measured, in no check."))
     return section
