@@ -37,4 +37,5 @@ def log_evaluation(client, run_id: str, result: dict[str, Any]) -> None:
     settings = {f"infovae.eval.{k}": v for k, v in result.items() if v is not None and is_setting(k, v)}
     tracking.log_metrics(client, run_id, metrics, step=0)
     tracking.set_tags(client, run_id, {**settings, STATUS_TAG: "EVALUATED"})
-    tracking.delete_tag(client, run_id, DIVERGED_TAG)
+    if DIVERGED_TAG in tracking.retry(client.get_run, run_id).data.tags:  # delete_tag raises if absent
+        tracking.retry(client.delete_tag, run_id, DIVERGED_TAG)

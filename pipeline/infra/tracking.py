@@ -289,12 +289,6 @@ def set_tags(mlflow_client, run_id: str, tags: dict[str, Any]) -> None:
     retry(mlflow_client.log_batch, run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
 
-def delete_tag(mlflow_client, run_id: str, key: str) -> None:
-    """Remove a tag if the run has it (MLflow's delete_tag raises for an absent key)."""
-    if key in retry(mlflow_client.get_run, run_id).data.tags:
-        retry(mlflow_client.delete_tag, run_id, key)
-
-
 def log_files(mlflow_client, run_id: str, files: Iterable[Path], artifact_path: str | None = None) -> None:
     for f in files:
         if f.is_file():
