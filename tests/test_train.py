@@ -131,3 +131,18 @@ def test_mlp_elbo_vae_on_full_mnist_reaches_110_nats(prepared_mnist):
                            threads=2, diagnostics_size=1000, lr=1e-3))
     result = trainer.run()
     assert result.final["val_nelbo"] < 110, [round(h["val_nelbo"], 2) for h in result.history]
+
+
+def test_a_batchnorm_encoder_trains_when_the_last_batch_holds_one_image(prepared_mnist):
+    """101 images in batches of 50 leave one image: BatchNorm cannot train on it alone, so it
+    joins the batch before it (pipeline.train.trainer.batches); without BatchNorm nothing moves."""
+    from pipeline.train.trainer import batches
+
+    order = torch.arange(101)
+    assert [len(b) for b in batches(order, 50, least=2)] == [50, 51]
+    assert [len(b) for b in batches(order, 50)] == [50, 50, 1]
+    assert [len(b) for b in batches(torch.arange(1), 50, least=2)] == [1]
+    trainer = Trainer(spec(prepared_mnist, model={"encoder_norm": "batch"}, epochs=1, train_size=101))
+    assert trainer.min_batch == 2
+    result = trainer.run()
+    assert torch.isfinite(torch.tensor(result.final["val_loss"]))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from pipeline.data.splits import Split, load_split
 from pipeline.errors import PipelineError
@@ -54,6 +54,16 @@ class RunResult:
         return self.history[-1] if self.history else {}
 
 
+def batches(order: Tensor, size: int, least: int = 1) -> list[Tensor]:
+    """The epoch's index batches; a last batch smaller than `least` joins the one before it (a
+    BatchNorm layer cannot train on one image: its batch variance is undefined)."""
+    parts = list(order.split(size))
+    if len(parts) > 1 and len(parts[-1]) < least:
+        last = parts.pop()
+        parts[-1] = torch.cat([parts[-1], last])
+    return parts
+
+
 def choose_device(pref: str) -> torch.device:
     """CUDA when asked for or visible ("auto"), else CPU; a missing GPU is not an error for auto."""
     if pref == "cuda" and not torch.cuda.is_available():
@@ -87,6 +97,8 @@ class Trainer:
         self.device = device or choose_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = InfoVAE.build(spec.model, spec.objective).to(self.device)
+        norms = (nn.BatchNorm1d, nn.BatchNorm2d)
+        self.min_batch = 2 if any(isinstance(m, norms) for m in self.model.modules()) else 1
         self.accel = accel.prepare(self.model, self.device, cfg.accel)  # GPU fast paths (auto: CUDA)
         self.optimizer = make_optimizer(self.model.model_parameters(), cfg)
         self.data_rng = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
@@ -145,7 +157,7 @@ class Trainer:
         extra: dict[str, float] = {}
         steps = 0
         start = time.perf_counter()
-        for idx in order.split(cfg.batch_size):
+        for idx in batches(order, cfg.batch_size, self.min_batch):
             x = self.train_images[idx.to(self.train_images.device)].to(self.device, non_blocking=True)
             if self.dynamic:  # a fresh binarization of every batch (the authors' setting)
                 x = torch.bernoulli(x, generator=self.data_rng)
