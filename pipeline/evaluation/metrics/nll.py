@@ -35,6 +35,7 @@ def loglik(model: Trained, data: EvalData, settings: EvaluateParams, split: str,
 def measure(model: Trained, data: EvalData, settings: EvaluateParams) -> dict[str, Any]:
     out = loglik(model, data, settings, "test", settings.loglik_test_size, "is", settings.loglik_k,
                  settings.seed, "test")
+    out["loglik_proposal"] = settings.loglik_proposal  # a setting: a tag on the run, a column here
     if settings.loglik_train_size:
         train = loglik(model, data, settings, "train", settings.loglik_train_size, "is",
                        settings.loglik_k, settings.seed + 1, "train")
