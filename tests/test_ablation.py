@@ -81,7 +81,8 @@ def test_a_diverged_variant_cell_is_named_beside_the_claims_that_compare_its_met
         best[cell]["overrides"]["objective.adversarial.loss"] = "wgan_gp"
     for cell in ("a", "b"):
         best[cell]["overrides"]["objective.adversarial.loss"] = "js"
-    metrics.loc[metrics["cell"] == "v", ["status", "error"]] = ["DIVERGED", "final validation NELBO 562.7"]
+    metrics.loc[metrics["cell"] == "v", ["status", "error", "decoder"]] = \
+        ["DIVERGED", "final validation NELBO 562.7", None]  # an unmeasured row: the sweep names its decoder
     failed = diverged(metrics, best)
     assert failed == [{"decoder": "pixelcnn", "variant": "objective.adversarial.loss=wgan_gp",
                        "method": "Adversarial-VAE", "error": "final validation NELBO 562.7"}]

@@ -67,7 +67,8 @@ def _meta(cell: str, entry: dict[str, Any]) -> dict[str, Any]:
     decoder from the cell's resolved spec), so a cell with no usable trial is still named."""
     return {"cell": cell, "cell_label": entry["label"], "grids": ",".join(entry["grids"]),
             "trial_id": entry.get("trial_id"), "trial_status": entry.get("status"),
-            "mlflow_run_id": entry.get("mlflow_run_id"), "method": entry.get("method")}
+            "mlflow_run_id": entry.get("mlflow_run_id"), "method": entry.get("method"),
+            "decoder": entry.get("decoder")}
 
 
 # A diverged cell's row keeps its last epoch's training metrics (what the rule read), for display.

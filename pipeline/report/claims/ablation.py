@@ -57,13 +57,22 @@ def diverged(metrics: pd.DataFrame, best: dict[str, Any]) -> list[dict[str, Any]
             for r in rows if r.get("status") == DIVERGED]
 
 
+def _decoder(row: dict[str, Any], best: dict[str, Any]) -> str:
+    """The row's decoder; a row the evaluation did not measure (diverged, failed) may lack it in
+    older tables: then the sweep's record of the cell."""
+    if isinstance(row.get("decoder"), str):
+        return row["decoder"]
+    entry = best.get(row.get("cell")) or {}
+    return str(entry.get("decoder") or (entry.get("overrides") or {}).get("model.decoder"))
+
+
 def variants(metrics: pd.DataFrame, best: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """(decoder, variant label) -> the ablation rows of that variant (ELBO, MMD-VAE, Stein-VAE,
     Adversarial-VAE as the profile trains them); best: the sweep's best.json, whose entries hold
     each cell's resolved overrides."""
     if "grids" not in metrics.columns:
         return {}
-    rows = [r.to_dict() for _, r in metrics.iterrows()
+    rows = [{**r.to_dict(), "decoder": _decoder(r.to_dict(), best)} for _, r in metrics.iterrows()
             if any(g.startswith(PREFIX) for g in _grids(r.to_dict()))]
     out: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for decoder in sorted({str(r.get("decoder")) for r in rows}):
