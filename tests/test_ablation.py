@@ -76,13 +76,16 @@ def test_a_diverged_variant_cell_is_named_beside_the_claims_that_compare_its_met
     from pipeline.report.claims.ablation import diverged, sentences
 
     metrics, best = _table([("a", "ELBO", "per_image", 3.0), ("b", "MMD-VAE", "per_image", 5.0),
-                            ("w", "MMD-VAE", "per_image", 5.0), ("v", "Adversarial-VAE", "per_image", 0.0)])
+                            ("w", "MMD-VAE", "per_image", 5.0), ("v", "Adversarial-VAE", "per_image", 0.0),
+                            ("j", "Adversarial-VAE", "per_image", 5.0)])
     for cell in ("w", "v"):
         best[cell]["overrides"]["objective.adversarial.loss"] = "wgan_gp"
-    for cell in ("a", "b"):
+    for cell in ("a", "b", "j"):
         best[cell]["overrides"]["objective.adversarial.loss"] = "js"
     metrics.loc[metrics["cell"] == "v", ["status", "error", "decoder"]] = \
         ["DIVERGED", "final validation NELBO 562.7", None]  # an unmeasured row: the sweep names its decoder
+    metrics["ss_repeats"] = [float("nan") if c == "v" else 5.0 for c in metrics["cell"]]  # v: unmeasured
+    metrics = pd.concat([metrics[metrics["cell"] == "v"], metrics[metrics["cell"] != "v"]])  # v first
     failed = diverged(metrics, best)
     assert failed == [{"decoder": "pixelcnn", "variant": "objective.adversarial.loss=wgan_gp",
                        "method": "Adversarial-VAE", "error": "final validation NELBO 562.7"}]
@@ -91,7 +94,7 @@ def test_a_diverged_variant_cell_is_named_beside_the_claims_that_compare_its_met
         assert "Adversarial-VAE diverged with objective.adversarial.loss=wgan_gp (final validation NELBO" \
             in said[claim], claim
     assert "diverged" not in said.get("c3", "")
-    assert said["c3"].startswith("Ablation (pixelcnn, ELBO vs MMD-VAE): ")
+    assert said["c3"].startswith("Ablation (pixelcnn, Adversarial-VAE vs ELBO vs MMD-VAE): ")
 
 
 def test_no_ablation_grid_no_ablation():

@@ -32,7 +32,7 @@ from pipeline.report.claims.checks import ADV, ELBO, ELBO_A, EVALUATED, MMD, STE
 from pipeline.report.claims.nll import Context
 from pipeline.report.claims.rules import Check
 from pipeline.report.claims.statements import SPECS
-from pipeline.report.doc import Section, Table, Text
+from pipeline.report.doc import Section, Table, Text, missing
 from pipeline.train.outcome import DIVERGED
 
 PREFIX = "ablation"
@@ -107,7 +107,7 @@ def judge(rows: list[dict[str, Any]], decoder: str,
 
 
 def _context(rows: list[dict[str, Any]], per_image: pd.DataFrame | None) -> Context:
-    reps = next((r.get("ss_repeats") for r in rows if r.get("ss_repeats")), None)
+    reps = next((r.get("ss_repeats") for r in rows if not missing(r.get("ss_repeats"))), None)
     return Context(int(reps) if reps else None, per_image)
 
 
