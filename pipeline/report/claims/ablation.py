@@ -11,8 +11,9 @@ authors' at once), so a cell's *variant* is the set of keys where it leaves the 
 Each variant is judged by the claims' own rules (pipeline.report.claims): its ELBO, MMD-VAE (and,
 where the profile trains it, Stein-VAE) cells are placed in the grid a claim reads (table1 and
 information_preference for the PixelCNN cells, latent_dim for the MLP ones) and the claim's
-checks are formed as for the study; the checks that need a method the ablation does not train
-(adversarial, Unregularized) are missing and left out, so a variant's verdict is that of the
+checks are formed as for the study (with Adversarial-VAE where a grid trains it beside
+MMD-VAE, ablation_adversarial); the checks that need a method the variant does not train are
+missing and left out, so a variant's verdict is that of the
 checks it can form:
     PixelCNN: C1's NLL(MMD-VAE) < NLL(ELBO) and < NLL(Stein); C3 whole; C5's and C6's MMD-VAE
     below ELBO and Stein at d = 10
@@ -91,8 +92,7 @@ def judge(rows: list[dict[str, Any]], decoder: str,
           per_image: pd.DataFrame | None = None) -> dict[str, list[Check]]:
     """claim id -> the checks this variant's cells can form (missing ones left out)."""
     grids, claims = JUDGED.get(decoder, ("", ()))
-    # The variant's ELBO-family row (alpha = 0, whatever its scaling) stands in the claims' ELBO row.
-    placed = [{**r, "grids": grids, "method": ELBO_A if r.get("method") in (ELBO, ELBO_A) else r["method"]}
+    placed = [{**r, "grids": grids, "method": _claims_method(r)}
               for r in rows if r.get("status") == EVALUATED]
     if not placed:
         return {}
@@ -104,6 +104,12 @@ def judge(rows: list[dict[str, Any]], decoder: str,
                       if c.outcome != rules.MISSING and _trained(c.what, trained)]
             out[spec.id] = checks
     return out
+
+
+def _claims_method(row: dict[str, Any]) -> str:
+    """The row's method as the claims name it: the variant's ELBO-family row (alpha = 0, whatever
+    its scaling) stands in the claims' ELBO (784/d) row."""
+    return ELBO_A if row.get("method") in (ELBO, ELBO_A) else str(row.get("method"))
 
 
 def _context(rows: list[dict[str, Any]], per_image: pd.DataFrame | None) -> Context:
@@ -127,8 +133,7 @@ def verdicts(metrics: pd.DataFrame, best: dict[str, Any],
             if not checks:
                 continue
             weakest = rules.weakest(checks)
-            methods = sorted({ELBO_A if r.get("method") in (ELBO, ELBO_A) else r.get("method")
-                              for r in rows if r.get("status") == EVALUATED}, key=str)
+            methods = sorted({_claims_method(r) for r in rows if r.get("status") == EVALUATED}, key=str)
             out.append({"claim": claim, "decoder": decoder, "variant": label,
                         "methods": " vs ".join(m.replace(ELBO_A, "ELBO") for m in methods),
                         "verdict": rules.verdict(checks), "margin": weakest.margin,
