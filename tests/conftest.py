@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -88,8 +89,6 @@ def wait_http(url: str, timeout: float = 90.0, proc: subprocess.Popen | None = N
 def running_mlflow_server(root: Path, env: dict[str, str] | None = None):
     """A real MLflow tracking server on 127.0.0.1 (sqlite backend in `root`, proxied artifacts);
     yields its URL and stops it (its whole process group) on exit."""
-    import signal
-
     port = free_port()
     env = {**(env or os.environ), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     root.mkdir(parents=True, exist_ok=True)
@@ -109,6 +108,37 @@ def running_mlflow_server(root: Path, env: dict[str, str] | None = None):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "infovae-test", "AWS_SECRET_ACCESS_KEY": "infovae-test",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """An S3-compatible server (moto) on a free loopback port, in its own process group; yields
+    the endpoint `host:port` with test credentials in the environment, then stops it."""
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/moto-api/", timeout=60, proc=proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def bucket_uri(endpoint: str, bucket: str, prefix: str = "ray") -> str:
+    return f"s3://{bucket}/{prefix}?endpoint_override={endpoint}&scheme=http&allow_bucket_creation=true"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pipeline.infra.cluster import shutdown as stop_ray
 from pipeline.infra.workspace import venv_env
 from pipeline.params.load import ParamsError
 from pipeline.sweep.run import run_sweep
-from tests.conftest import ROOT
+from tests.conftest import ROOT, bucket_uri
 from tests.sweep_helpers import (
     best,
     intervals,
@@ -184,12 +184,14 @@ def test_unreachable_ray_address_fails_fast(tmp_path, prepared_mnist):
 
 
 @pytest.mark.cluster
-def test_two_node_cluster_on_loopback(tmp_path, prepared_mnist):
+def test_two_node_cluster_on_loopback(tmp_path, prepared_mnist, s3, mlflow_server):
     """Two `ray start --block` nodes, each its own process group, stopped by this test alone (not
     `ray stop`, which stops every Ray on the machine); the sweep stage joins them as a user's
     would, in a process of its own. Token authentication is set explicitly on every process:
     Ray reads RAY_AUTH_MODE at import, and a joining node or driver does not turn it on by itself
-    against a head that did (once ~/.ray/auth_token exists)."""
+    against a head that did (once ~/.ray/auth_token exists). A SQLite tracking store is refused
+    there (the nodes would each log to a file of their own); with a tracking server and the
+    checkpoints in an S3-compatible store (issue 23) the sweep runs across both nodes."""
     from tests.conftest import free_port
 
     port = free_port()
@@ -217,9 +219,19 @@ def test_two_node_cluster_on_loopback(tmp_path, prepared_mnist):
         params = tiny_params(tmp_path, prepared_mnist, grids, address=address, scheduler="none",
                              num_cpus=None)
         path = write_params(tmp_path / "params.yaml", params)
-        done = subprocess.run([sys.executable, str(ROOT / "stages" / "sweep.py"), "--params", str(path)],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        sweep = [sys.executable, str(ROOT / "stages" / "sweep.py"), "--params", str(path)]
+        refused = subprocess.run(sweep, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert refused.returncode != 0
+        assert "is a file on this machine, but the Ray cluster has 2 nodes" in refused.stderr + refused.stdout
+        assert "mlflow server" in refused.stderr + refused.stdout and not (tmp_path / "ray").exists()
+        params = tiny_params(tmp_path, prepared_mnist, grids, address=address, scheduler="none",
+                             num_cpus=None, tracking_uri=mlflow_server,
+                             storage_path=bucket_uri(s3, "cluster"))
+        write_params(path, params)
+        done = subprocess.run(sweep, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
+        assert not (tmp_path / "ray").exists()  # every checkpoint went to the store
+        assert all(e["checkpoint"].startswith("s3://cluster/ray/") for e in best(tmp_path).values())
         rows = trials(tmp_path)
         assert len(rows) == 4 and all(r["status"] == "FINISHED" for r in rows)
         probe = (f"import json, ray; ray.init(address={address!r}, logging_level='ERROR'); "

@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline.data.splits import content_digest
 from pipeline.errors import PipelineError
+from pipeline.evaluation.fetch import local_checkpoints
 from pipeline.evaluation.jobs import Job, cache_key, evaluate_job
 from pipeline.evaluation.outputs import write_plots, write_summary
 from pipeline.evaluation.per_image import COLUMNS as PER_IMAGE_COLUMNS
@@ -90,6 +91,7 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
     out = base / params.evaluate.out_dir
     cache = out / CACHE
     cache.mkdir(parents=True, exist_ok=True)
+    best = local_checkpoints(best, base, out, log)  # those in an object store, copied here once
     # The classifier cache is named relative to the repository, wherever a worker runs.
     settings = params.evaluate.model_copy(update={"classifier": params.evaluate.classifier.model_copy(
         update={"path": str(base / params.evaluate.classifier.path)})})

@@ -101,6 +101,23 @@ def shutdown() -> None:
     ray.shutdown()
 
 
+def check_tracking(uri: str) -> None:
+    """Trials log their system metrics from the node they run on, and a tracking store in a
+    file (sqlite:///..., a path) is on one machine only: on a cluster of several nodes the other
+    nodes' would be lost (or written to a stray file of theirs). Refused, with the fix."""
+    import ray
+
+    if "://" in uri and not uri.startswith(("sqlite:", "file:")):
+        return  # a tracking server (http, https, databricks...) every node reaches
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    if nodes > 1:
+        raise ClusterError(
+            f"tracking.uri {uri} is a file on this machine, but the Ray cluster has {nodes} nodes: start a "
+            "tracking server on the head (`mlflow server --backend-store-uri sqlite:///mlflow.db "
+            "--artifacts-destination s3://bucket/mlartifacts --host 0.0.0.0`) and set tracking.uri to "
+            "http://<head>:5000 (docs/cluster.md)")
+
+
 def gpus_per_trial(sweep: SweepParams) -> float:
     """The GPU share of a trial; "auto" resolves against the connected cluster."""
     if sweep.gpus_per_trial != "auto":

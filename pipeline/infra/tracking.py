@@ -245,9 +245,9 @@ def experiment_id(mlflow_client, cfg: TrackingParams, base: str | Path = ".") ->
     exp = retry(mlflow_client.get_experiment_by_name, cfg.experiment)
     if exp is not None:
         return exp.experiment_id
-    location = None
+    location, root = None, cfg.artifact_root  # a URI (s3://...) as given; a path under `base`
     if not mlflow_client.tracking_uri.startswith(("http://", "https://")):
-        location = (Path(base) / cfg.artifact_root).resolve().as_uri()
+        location = root if "://" in root else (Path(base) / root).resolve().as_uri()
     try:
         return retry(mlflow_client.create_experiment, cfg.experiment, artifact_location=location)
     except Exception:  # created concurrently by another process

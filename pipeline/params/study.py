@@ -4,10 +4,36 @@ scheduled, where it runs, and where its runs are recorded."""
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.params.base import Section
+
+REMOTE_SCHEMES = ("s3", "gs", "gcs")  # pyarrow's object-store filesystems (gcs: its alias of gs)
+URI_SECRETS = ("access_key", "secret_key", "session_token")
+
+
+def uri_scheme(value: str) -> str:
+    """'' for a plain path, else the URI's scheme (lower case)."""
+    return urlsplit(value).scheme.lower() if "://" in value else ""
+
+
+def storage_problem(value: str) -> str | None:
+    """What is wrong with `value` as a storage location (a path or a URI), or None. A check of
+    the text only: whether the store answers is pipeline.infra.storage.probe's."""
+    s = uri_scheme(value)
+    if s and s not in (*REMOTE_SCHEMES, "file"):
+        return (f"unsupported scheme {s!r} in {value!r}: use a path, file://, s3://bucket/prefix "
+                "(S3 or an S3-compatible store: ?endpoint_override=host:port&scheme=http) or gs://bucket/prefix")
+    parts = urlsplit(value)
+    if s in REMOTE_SCHEMES and not parts.netloc:
+        return f"{value!r} names no bucket (write {s}://bucket/prefix)"
+    leaked = [k for k, _ in parse_qsl(parts.query) if k in URI_SECRETS]
+    if leaked:
+        return (f"{value!r} carries credentials ({', '.join(leaked)}), and the URI is written into results: "
+                "give them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) instead")
+    return None
 
 
 class SearchDim(Section):
@@ -69,7 +95,8 @@ class SweepParams(Section):
     # 4 trials per GPU; a trial given a GPU uses it, one without CUDA its CPUs
     auto_gpu_share: float = Field(0.25, gt=0, le=8)
     max_concurrent_trials: int | None = Field(None, ge=1)
-    storage_path: str = "results/ray"  # Ray's results; on a cluster, a path every node sees
+    # Ray's results and the trials' checkpoints (pipeline.infra.storage, docs/cluster.md)
+    storage_path: str = "results/ray"  # a path, or an object store: s3://bucket/prefix, gs://bucket/prefix
     out_dir: str = "results/sweep"  # trials.parquet and best.json (DVC outs)
     max_failures: int = Field(1, ge=0)  # retries of a trial whose process died
     # Free space needed before a sweep starts = this x the estimated checkpoints and Ray state
@@ -80,6 +107,14 @@ class SweepParams(Section):
     @classmethod
     def _drop_null_grids(cls, grids: Any) -> Any:
         return {k: v for k, v in grids.items() if v is not None} if isinstance(grids, dict) else grids
+
+    @field_validator("storage_path")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        problem = storage_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> SweepParams:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from ray.tune import Callback
@@ -53,6 +54,19 @@ def backfill(client, run_id: str, checkpoint_dir: str | None) -> int:
         metrics = {k: v for k, v in h.items() if is_metric(k)}
         tracking.log_metrics(client, run_id, metrics, step=int(h["epoch"]))
     return len(missing)
+
+
+@contextlib.contextmanager
+def _local(ckpt) -> Iterator[Path | None]:
+    """A trial's checkpoint as a directory on this machine: its own path when it is one, else
+    (an object store: pipeline.infra.storage) a temporary copy Ray downloads; None: none."""
+    if ckpt is None:
+        yield None
+    elif Path(ckpt.path).is_absolute():  # a local path (an object store's has no leading /)
+        yield Path(ckpt.path) if Path(ckpt.path).is_dir() else None
+    else:
+        with ckpt.as_directory() as d:
+            yield Path(d)
 
 
 class MLflowLogger(Callback):
@@ -157,15 +171,14 @@ class MLflowLogger(Callback):
             run_id = self._run_for(trial)
             c = self.client
             ckpt = trial.checkpoint
-            if run_id in self.reopened:  # an earlier ending's reasons go; what it missed is logged
-                tracking.clear_stale_tags(c, tracking.retry(c.get_run, run_id), keep=got.tags())
-                if ckpt is not None:
-                    backfill(c, run_id, ckpt.path)
-            tracking.set_tags(c, run_id, got.tags())
-            if ckpt is not None and Path(ckpt.path).is_dir():
-                d = Path(ckpt.path)
-                tracking.log_files(c, run_id, [d / CHECKPOINT], "checkpoint")
-                tracking.log_files(c, run_id, [d / SAMPLES, d / RECONSTRUCTIONS], "images")
+            with _local(ckpt) as d:
+                if run_id in self.reopened:  # an earlier ending's reasons go; what it missed is logged
+                    tracking.clear_stale_tags(c, tracking.retry(c.get_run, run_id), keep=got.tags())
+                    backfill(c, run_id, d and str(d))
+                tracking.set_tags(c, run_id, got.tags())
+                if d is not None:
+                    tracking.log_files(c, run_id, [d / CHECKPOINT], "checkpoint")
+                    tracking.log_files(c, run_id, [d / SAMPLES, d / RECONSTRUCTIONS], "images")
             tracking.terminate(c, run_id, MLFLOW_STATUS[got.status])
             self.ended.add(run_id)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from pipeline.errors import PipelineError
-from pipeline.infra import atomic
+from pipeline.infra import atomic, storage
 from pipeline.infra.layout import BEST, TRIALS
 from pipeline.sweep.space import file_digest
 
@@ -48,18 +49,24 @@ def retrain_cell(params, cell: str, base_dir: str | Path = ".", log=print) -> di
         raise RetrainError(f"trial {entry['trial_id']} of cell {cell} is not in {TRIALS}: rerun the sweep")
     data_dir = str(base / params.data.out_dir)
     spec = ckpt.RunSpec.from_dict({**json.loads(rows[0]["spec"]), "data_dir": data_dir})
-    target = base / entry["checkpoint"]
     log(f"retraining cell {cell} ({entry.get('label')}), trial {entry['trial_id']}: "
         f"{spec.train.epochs} epochs into {entry['checkpoint']}")
     trainer = Trainer(spec)
     trainer.run()
-    with atomic.replace_dir(target) as tmp:
-        if target.is_dir():  # Tune's own files beside ours
-            for f in target.iterdir():
-                if f.is_file():
-                    shutil.copy2(f, tmp / f.name)
-        write_checkpoint_dir(trainer, tmp, final=True)
-    digest = file_digest(target / ckpt.FILENAME)
+    if storage.scheme(entry["checkpoint"]) in storage.REMOTE:  # each file replaced whole, by a PUT
+        with tempfile.TemporaryDirectory(prefix="infovae-retrain-") as tmp:
+            write_checkpoint_dir(trainer, tmp, final=True)
+            storage.upload(Path(tmp), storage.open_uri(entry["checkpoint"], base))
+            digest = file_digest(Path(tmp) / ckpt.FILENAME)
+    else:
+        target = base / entry["checkpoint"]
+        with atomic.replace_dir(target) as tmp:
+            if target.is_dir():  # Tune's own files beside ours
+                for f in target.iterdir():
+                    if f.is_file():
+                        shutil.copy2(f, tmp / f.name)
+            write_checkpoint_dir(trainer, tmp, final=True)
+        digest = file_digest(target / ckpt.FILENAME)
     best[cell] = {**entry, "checkpoint_bytes": digest["bytes"], "checkpoint_sha256": digest["sha256"]}
     atomic.write_json(out / BEST, best)
     log(f"cell {cell} retrained (sha256 {digest['sha256'][:12]}); run `dvc repro` to evaluate it and rebuild "

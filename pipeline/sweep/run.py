@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.infra import storage as stores
 from pipeline.infra import tracking
-from pipeline.infra.cluster import check_resources, connect, gpus_per_trial
+from pipeline.infra.cluster import check_resources, check_tracking, connect, gpus_per_trial
 from pipeline.infra.layout import BEST, SWEEP, TRIALS
 from pipeline.params.grid import Cell
 from pipeline.params.load import Params
@@ -61,10 +62,13 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     sweep = params.sweep
     clock = time.perf_counter()
     cells, data_dir = preflight(params, base)
-    storage = (base / sweep.storage_path).resolve()
+    store = stores.resolve(sweep.storage_path, base)
+    if store.remote:  # unreachable or read-only: said now, naming the store, before any training
+        seconds_probe = stores.probe(store)
+        print(f"storage: {store.uri} (answered in {seconds_probe:.1f} s)", flush=True)
     fp = fingerprint(params, cells, data_dir)
     exp_name = f"{sweep.name}-{fp}"
-    check_space(params, cells, storage / exp_name)
+    check_space(params, cells, None if store.remote else Path(store.path) / exp_name)
     seconds = {"preflight": time.perf_counter() - clock}
     clock = time.perf_counter()
     client = tracking.client(params.tracking, base)
@@ -72,6 +76,7 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     seconds["mlflow_start"] = time.perf_counter() - clock
     clock = time.perf_counter()
     connect(params.cluster)
+    check_tracking(params.tracking.uri)
     check_resources(sweep)
     seconds["ray_start"] = time.perf_counter() - clock
     parent = _parent_run(client, exp_id, params, fp, len(cells))
@@ -83,7 +88,7 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     logger = MLflowLogger(params.tracking, str(base), parent)
     with Interruption() as signals:
         try:
-            grid = _tuner(params, cells, data_dir, storage, exp_name, logger, slots, monitor,
+            grid = _tuner(params, cells, data_dir, store, exp_name, logger, slots, monitor,
                           PlanReporter(plan, list(sweep.search))).fit()
             flush_deferred()
         except BaseException as err:
@@ -95,15 +100,15 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     if logger.lost:  # Tune stopped and saved its state; the store cannot take the summary
         raise logger.lost
     trials = grid._experiment_analysis.trials
-    for t in trials:  # checkpoints a killed session was to delete
-        if t.checkpoint is not None:
+    for t in trials:  # checkpoints a killed session was to delete (an object store: Tune's own)
+        if t.checkpoint is not None and not store.remote:
             prune_stale_checkpoints(Path(t.checkpoint.path).parent, t.checkpoint.path)
     expected = len(cells) * sweep.trials_per_cell
     outcomes = {t.trial_id: outcome(t, signals.name) for t in trials}
     signal_name = signals.name or (_tune_interrupt(outcomes, len(trials), expected) and "SIGINT")
     outcomes = {t.trial_id: outcome(t, signal_name) for t in trials}
     runs = _reconcile(client, exp_id, parent, trials, outcomes)
-    rows, best = summarise(trials, runs, cells, outcomes, sweep.metric, base)
+    rows, best = summarise(trials, runs, cells, outcomes, sweep.metric, base, store)
     done = completion(list(outcomes.values()), expected)
     counts = {s: done.counts[s] for s in ("FINISHED", "KILLED", "FAILED", INTERRUPTED)}
     summary = None if done.complete else done.paragraph(exp_name, signal_name, resume_command(base))
@@ -127,24 +132,30 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
             "experiment": exp_name, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
 
 
-def _tuner(params: StageParams, cells: list[Cell], data_dir: str, storage: Path, exp_name: str, logger,
-           slots: int, monitor: MonitorSpec, reporter):
+def _tuner(params: StageParams, cells: list[Cell], data_dir: str, store: stores.Location, exp_name: str,
+           logger, slots: int, monitor: MonitorSpec, reporter):
     """A Tuner for the sweep: Tune's own restore when its state exists. An errored trial is
     resumed from its last checkpoint: a failure that is the model's own (TrainingDiverged)
-    fails again at once (pipeline.sweep.trainable), any other was outside the model."""
+    fails again at once (pipeline.sweep.trainable), any other was outside the model.
+
+    Tune is given the store's filesystem and the path inside it: locally, the atomic one (a
+    kill cannot truncate Tune's state); an object store's, where a PUT is whole already."""
     from ray import tune
 
     from pipeline.sweep.scheduler import PerCellASHA
+    from pipeline.sweep.shipping import pack
     from pipeline.sweep.trainable import AUDIT_DIR, run_trial
 
     sweep = params.sweep
     gpus = gpus_per_trial(sweep)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, monitor=monitor),
+    # The data travels in Ray's object store (pipeline.sweep.shipping): no node reads our disk.
+    trainable = tune.with_resources(tune.with_parameters(run_trial, monitor=monitor, data=pack(data_dir)),
                                     {"cpu": sweep.cpus_per_trial, "gpu": gpus})
-    fs = storage_filesystem(str(storage))  # atomic writes: a kill cannot truncate Tune's state
-    if tune.Tuner.can_restore(str(storage / exp_name), storage_filesystem=fs):
-        print(f"resuming sweep {exp_name} from {storage}")
-        tuner = tune.Tuner.restore(str(storage / exp_name), trainable=trainable,
+    fs = store.fs if store.remote else storage_filesystem(store.path)
+    exp_path = f"{store.path}/{exp_name}"
+    if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
+        print(f"resuming sweep {exp_name} from {store.uri}")
+        tuner = tune.Tuner.restore(exp_path, trainable=trainable,
                                    resume_unfinished=True, resume_errored=True, restart_errored=False,
                                    storage_filesystem=fs)
         tuner._local_tuner._run_config.callbacks = [logger]  # this process's logger (its parent run)
@@ -156,12 +167,12 @@ def _tuner(params: StageParams, cells: list[Cell], data_dir: str, storage: Path,
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=CellSearcher(params, cells, data_dir, metric,
-                                    audit_dir=str(storage / exp_name / AUDIT_DIR)),
+                                    audit_dir=store.child(exp_name, AUDIT_DIR).uri),
             scheduler=scheduler,
             num_samples=len(cells) * budget, max_concurrent_trials=slots,
             metric=metric, mode="min", reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=exp_name, storage_path=str(storage), storage_filesystem=fs, callbacks=[logger],
+            name=exp_name, storage_path=store.path, storage_filesystem=fs, callbacks=[logger],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures), verbose=1,
             progress_reporter=reporter))

@@ -52,8 +52,17 @@ def write_digest(directory: str | Path, filename: str) -> dict[str, Any]:
 def checkpoint_digest(directory: str | None) -> dict[str, Any]:
     """checkpoint_bytes / checkpoint_sha256 recorded when the checkpoint was written (None: none)."""
     try:
-        d = json.loads((Path(directory) / DIGEST).read_text()) if directory else {}
-    except (OSError, ValueError):
+        text = (Path(directory) / DIGEST).read_text() if directory else None
+    except OSError:
+        text = None
+    return parse_digest(text)
+
+
+def parse_digest(text: str | None) -> dict[str, Any]:
+    """The columns of a DIGEST file's text (None or damaged: unknown)."""
+    try:
+        d = json.loads(text) if text else {}
+    except ValueError:
         d = {}
     return {"checkpoint_bytes": d.get("bytes"), "checkpoint_sha256": d.get("sha256")}
 
@@ -90,17 +99,21 @@ def estimate(params, cells, data_dir: str = "") -> dict[str, int]:
     return {"per_trial": per_trial, "largest": max(sizes) + PER_TRIAL_FILES, "running": running}
 
 
-def check_space(params, cells, exp_dir: Path) -> None:
-    """Refuse to start a sweep whose checkpoints and Ray state would not fit (with the margin)."""
+def check_space(params, cells, exp_dir: Path | None) -> None:
+    """Refuse to start a sweep whose checkpoints and Ray state would not fit (with the margin).
+    exp_dir None: the storage is an object store (pipeline.infra.storage), whose space is not
+    this machine's to measure; the temporary directory, where each checkpoint is built, still is."""
     margin = params.sweep.disk_margin
     if margin == 0:
         return
     est = estimate(params, cells)
-    todo = sorted(est["per_trial"], reverse=True)[_ended(exp_dir):]
+    todo = sorted(est["per_trial"], reverse=True)[_ended(exp_dir) if exp_dir else 0:]
     need_storage = margin * (sum(todo) + est["running"] * est["largest"])
     need_tmp = margin * est["running"] * est["largest"]
-    for need, path, what in ((need_storage, exp_dir, "sweep.storage_path"),
-                             (need_tmp, Path(tempfile.gettempdir()), "the temporary directory (TMPDIR)")):
+    checks = [(need_tmp, Path(tempfile.gettempdir()), "the temporary directory (TMPDIR)")]
+    if exp_dir is not None:
+        checks.insert(0, (need_storage, exp_dir, "sweep.storage_path"))
+    for need, path, what in checks:
         free, where = _free(path)
         if need > free:
             raise SpaceError(

@@ -9,10 +9,11 @@ from typing import Any
 
 from pipeline.infra import atomic
 from pipeline.infra.layout import BEST, SWEEP, TRIALS
+from pipeline.infra.storage import Location, uri_of
 from pipeline.params.grid import Cell
 from pipeline.sweep.logger import is_metric
 from pipeline.sweep.outcome import INTERRUPTED, Outcome
-from pipeline.sweep.space import checkpoint_digest
+from pipeline.sweep.space import DIGEST, checkpoint_digest, parse_digest
 from pipeline.train.checkpoint import RunSpec
 from pipeline.train.outcome import diverged, likelihood_of
 
@@ -26,23 +27,33 @@ def _relative(path: str | None, base: Path) -> str | None:
         return path
 
 
+def _checkpoint(t, base: Path, store: Location | None) -> dict[str, Any]:
+    """Where a trial's checkpoint is, as best.json says it (a path relative to the repository,
+    or the URI of its directory in an object store), and its digest as written with it."""
+    if t.checkpoint is None:
+        return {"checkpoint": None, **checkpoint_digest(None)}
+    if store is None or not store.remote:
+        return {"checkpoint": _relative(t.checkpoint.path, base), **checkpoint_digest(t.checkpoint.path)}
+    where = Location(store.fs, t.checkpoint.path, uri_of(store, t.checkpoint.path))
+    return {"checkpoint": where.uri, **parse_digest(where.read_text(DIGEST))}
+
+
 def summarise(trials: list, runs: dict[str, str], cells: list[Cell], outcomes: dict[str, Outcome],
-              metric: str, base: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+              metric: str, base: Path,
+              store: Location | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = []
     for t in trials:
         cfg, last = t.config, dict(t.last_result or {})
         got = outcomes[t.trial_id]
         status = got.status
         spec = RunSpec.from_dict(cfg["spec"])
-        ckpt_dir = t.checkpoint.path if t.checkpoint else None
         row = {
             "trial_id": t.trial_id, "cell": cfg["cell"], "cell_label": cfg["cell_label"],
             "grids": ",".join(cfg["grids"]), "status": status,
             "error": got.reason if status in ("FAILED", INTERRUPTED) else None,
             "failure": got.kind, "epochs_budget": spec.train.epochs,
             "epochs_done": int(last.get("epoch", 0)), "mlflow_run_id": runs.get(t.trial_id),
-            "checkpoint": _relative(ckpt_dir, base),
-            **checkpoint_digest(ckpt_dir),
+            **_checkpoint(t, base, store),
             **spec.columns(),
             "suggested": json.dumps(cfg.get("suggested", {}), sort_keys=True),
             "node_id": last.get("node_id"), "device": last.get("device"), "gpu_ids": last.get("gpu_ids"),

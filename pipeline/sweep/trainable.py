@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.infra import atomic
+from pipeline.infra import atomic, storage
 from pipeline.infra.layout import RECONSTRUCTIONS, SAMPLES
+from pipeline.sweep.shipping import unpack
 from pipeline.sweep.space import write_digest
 from pipeline.sweep.sysmetrics import MonitorSpec, TrialMonitor
 from pipeline.train import checkpoint as ckpt
@@ -43,31 +44,34 @@ def placement() -> dict[str, Any]:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
 
 
-def record(audit_dir: str | None, event: str, epoch: int, **extra: Any) -> None:
-    """Append to `<experiment>/starts/<trial id>.jsonl` one line per (re)start and end of the
-    trial, so a resumed sweep can be audited (which trials ran again, from which epoch). It
-    lives outside the trial directory, which Ray re-syncs from the worker on a restart."""
-    if not audit_dir:
-        return
+def _audit_file(audit_dir: str) -> tuple[storage.Location, str]:
     from ray import tune
 
-    path = Path(audit_dir) / f"{tune.get_context().get_trial_id()}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return storage.open_uri(audit_dir, "."), f"{tune.get_context().get_trial_id()}.jsonl"
+
+
+def record(audit_dir: str | None, event: str, epoch: int, **extra: Any) -> None:
+    """Add to `<experiment>/starts/<trial id>.jsonl` one line per (re)start and end of the
+    trial, so a resumed sweep can be audited (which trials ran again, from which epoch). It
+    lives outside the trial directory, which Ray re-syncs from the worker on a restart, in the
+    sweep's storage (a path or an object store, `audit_dir` its URI: pipeline.infra.storage).
+    An object cannot be appended to: the file is read and written whole (one writer: the trial)."""
+    if not audit_dir:
+        return
+    loc, name = _audit_file(audit_dir)
     line = json.dumps({"event": event, "epoch": epoch, "time": time.time(), "pid": os.getpid(), **extra})
-    with open(path, "a") as f:
-        f.write(line + "\n")
+    if not loc.remote:
+        loc.fs.create_dir(loc.path, recursive=True)
+    loc.write_text(name, (loc.read_text(name) or "") + line + "\n")
 
 
 def diverged_before(audit_dir: str | None) -> str | None:
     """The reason this trial diverged in an earlier run of the sweep, if it did."""
     if not audit_dir:
         return None
-    from ray import tune
-
-    path = Path(audit_dir) / f"{tune.get_context().get_trial_id()}.jsonl"
-    if not path.is_file():
-        return None
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    loc, name = _audit_file(audit_dir)
+    text = loc.read_text(name)
+    events = [json.loads(line) for line in (text or "").splitlines() if line.strip()]
     return next((e["reason"] for e in reversed(events) if e.get("event") == "diverged"), None)
 
 
@@ -82,33 +86,43 @@ def write_checkpoint_dir(trainer: Trainer, directory: str | Path, final: bool) -
                            reconstruction_grid(trainer.model, trainer.val_x, n=20 if n == 16 else 50))
 
 
-def run_trial(config: dict[str, Any], monitor: MonitorSpec | None = None) -> None:
+def run_trial(config: dict[str, Any], monitor: MonitorSpec | None = None,
+              data: dict[str, Any] | None = None) -> None:
+    """One trial; `data`: the prepared data carried by Ray (pipeline.sweep.shipping), read from
+    this node's copy instead of the driver's data directory."""
     from ray import tune
 
     with TrialMonitor(monitor, tune.get_context().get_trial_id()):
-        _train(config)
+        _train(config, unpack(data) if data is not None else None)
 
 
-def _train(config: dict[str, Any]) -> None:
+def _train(config: dict[str, Any], data_dir: str | None = None) -> None:
     from ray import tune
 
     reason = diverged_before(config.get("audit_dir"))
     if reason:
         raise TrainingDiverged(reason)
-    spec = ckpt.RunSpec.from_dict(config["spec"])
+    here = {"data_dir": data_dir} if data_dir else {}  # where this node holds the data
+    spec = ckpt.RunSpec.from_dict({**config["spec"], **here})
     restored = tune.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as d:
-            trainer = resume(ckpt.load(d))
+            state = ckpt.load(d)
+            trainer = resume({**state, "spec": {**state["spec"], **here}})
     else:
         trainer = Trainer(spec)
     record(config.get("audit_dir"), "start", trainer.epoch)
     where = {**placement(), "device": str(trainer.device), "torch_threads": spec.train.threads}
     last = spec.train.epochs
 
+    ended = []
+
     def on_epoch(epoch: int, metrics: dict[str, float], _saved) -> None:
         with tempfile.TemporaryDirectory(prefix="infovae-ckpt-") as tmp:
             write_checkpoint_dir(trainer, tmp, final=epoch == last)
+            if epoch == last:  # before the report: ASHA stops a trial at its last one (max_t),
+                record(config.get("audit_dir"), "end", epoch)  # and nothing after it would run
+                ended.append(epoch)
             tune.report({**metrics, **where, "reported_at": time.time()},
                         checkpoint=tune.Checkpoint.from_directory(tmp))
 
@@ -117,4 +131,5 @@ def _train(config: dict[str, Any]) -> None:
     except TrainingDiverged as err:
         record(config.get("audit_dir"), "diverged", trainer.epoch, reason=str(err))
         raise
-    record(config.get("audit_dir"), "end", trainer.epoch)
+    if not ended:  # restored from its last epoch's checkpoint: nothing was left to train
+        record(config.get("audit_dir"), "end", trainer.epoch)

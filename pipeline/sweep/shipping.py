@@ -1,0 +1,51 @@
+"""The prepared data, carried to the trials through Ray's object store: no node needs the
+repository's disk (the nodes of a cluster of cloud VMs or pods share no filesystem).
+
+The driver reads the Parquet files a trial trains on (train and validation: a few MB for
+MNIST) once, and Tune's `with_parameters` puts them in the object store once for all trials.
+A trial writes them to a directory of its node's temporary directory named by their content
+digest (once per node: later trials find it whole), then trains from there through
+`load_split`, which verifies each file against the checksum prepare recorded in it, exactly as
+from the repository's copy. The same path is taken on one machine, so what a cluster runs is
+what the tests run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline.data.splits import content_digest
+
+SHIPPED = ("train", "validation")  # the splits a trial reads (pipeline.train.trainer)
+
+
+def pack(data_dir: str | Path) -> dict[str, Any]:
+    """The files of the prepared data a trial reads, with their digest (names -> bytes)."""
+    files = {f"{s}.parquet": (Path(data_dir) / f"{s}.parquet").read_bytes() for s in SHIPPED}
+    return {"digest": content_digest(data_dir, SHIPPED), "files": files}
+
+
+def unpack(packed: dict[str, Any], root: str | Path | None = None) -> str:
+    """The directory on this node holding the packed files: written once, through a sibling
+    renamed into place whole, so a trial never reads a directory another is still writing."""
+    dest = Path(root or tempfile.gettempdir()) / "infovae-data" / packed["digest"]
+    if all((dest / name).is_file() for name in packed["files"]):
+        return str(dest)
+    part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}")
+    part.mkdir(parents=True)
+    try:
+        for name, data in packed["files"].items():
+            (part / name).write_bytes(data)
+        try:
+            os.rename(part, dest)
+        except OSError:  # another trial on this node got there first (a whole copy): use it
+            if not all((dest / name).is_file() for name in packed["files"]):
+                raise
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
+    return str(dest)
