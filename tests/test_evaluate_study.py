@@ -26,7 +26,7 @@ SHRUNK = {"evaluate.loglik_k": 20, "evaluate.loglik_test_size": 40, "evaluate.lo
           "evaluate.class_mismatch_samples": 100, "evaluate.threads": 1,
           "evaluate.classifier.epochs": 1, "evaluate.classifier.train_size": 1000}
 CELLS = {"kl-d2": ("kl", 2), "mmd-d3": ("mmd", 3), "kl-d4": ("kl", 4)}
-VOLATILE = ("seconds_", "ray_gpu_ids")
+VOLATILE = ("seconds_", "ray_gpu_ids", "ray_node_id")
 
 
 @pytest.fixture(scope="module")

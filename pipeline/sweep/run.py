@@ -142,13 +142,13 @@ def _tuner(params: StageParams, cells: list[Cell], data_dir: str, store: stores.
     kill cannot truncate Tune's state); an object store's, where a PUT is whole already."""
     from ray import tune
 
+    from pipeline.data.shipping import pack
     from pipeline.sweep.scheduler import PerCellASHA
-    from pipeline.sweep.shipping import pack
     from pipeline.sweep.trainable import AUDIT_DIR, run_trial
 
     sweep = params.sweep
     gpus = gpus_per_trial(sweep)
-    # The data travels in Ray's object store (pipeline.sweep.shipping): no node reads our disk.
+    # The data travels in Ray's object store (pipeline.data.shipping): no node reads our disk.
     trainable = tune.with_resources(tune.with_parameters(run_trial, monitor=monitor, data=pack(data_dir)),
                                     {"cpu": sweep.cpus_per_trial, "gpu": gpus})
     fs = store.fs if store.remote else storage_filesystem(store.path)

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.data.shipping import unpack
 from pipeline.infra import atomic, storage
 from pipeline.infra.layout import RECONSTRUCTIONS, SAMPLES
-from pipeline.sweep.shipping import unpack
 from pipeline.sweep.space import write_digest
 from pipeline.sweep.sysmetrics import MonitorSpec, TrialMonitor
 from pipeline.train import checkpoint as ckpt
@@ -88,7 +88,7 @@ def write_checkpoint_dir(trainer: Trainer, directory: str | Path, final: bool) -
 
 def run_trial(config: dict[str, Any], monitor: MonitorSpec | None = None,
               data: dict[str, Any] | None = None) -> None:
-    """One trial; `data`: the prepared data carried by Ray (pipeline.sweep.shipping), read from
+    """One trial; `data`: the prepared data carried by Ray (pipeline.data.shipping), read from
     this node's copy instead of the driver's data directory."""
     from ray import tune
 

@@ -1,13 +1,13 @@
-"""The prepared data, carried to the trials through Ray's object store: no node needs the
+"""The prepared data, carried to Ray's tasks through its object store: no node needs the
 repository's disk (the nodes of a cluster of cloud VMs or pods share no filesystem).
 
-The driver reads the Parquet files a trial trains on (train and validation: a few MB for
-MNIST) once, and Tune's `with_parameters` puts them in the object store once for all trials.
-A trial writes them to a directory of its node's temporary directory named by their content
-digest (once per node: later trials find it whole), then trains from there through
-`load_split`, which verifies each file against the checksum prepare recorded in it, exactly as
-from the repository's copy. The same path is taken on one machine, so what a cluster runs is
-what the tests run.
+The driver reads the Parquet files the tasks read (a trial: train and validation; an
+evaluation: every split; a few MB for MNIST) once, and puts them in the object store once for
+all tasks (Tune's `with_parameters`, `ray.put`). A task writes them to a directory of its
+node's temporary directory named by their content digest (once per node: later tasks find it
+whole), then reads from there through `load_split`, which verifies each file against the
+checksum prepare recorded in it, exactly as from the repository's copy. The same path is taken
+on one machine, so what a cluster runs is what the tests run.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pipeline.data.splits import content_digest
 SHIPPED = ("train", "validation")  # the splits a trial reads (pipeline.train.trainer)
 
 
-def pack(data_dir: str | Path) -> dict[str, Any]:
-    """The files of the prepared data a trial reads, with their digest (names -> bytes)."""
-    files = {f"{s}.parquet": (Path(data_dir) / f"{s}.parquet").read_bytes() for s in SHIPPED}
-    return {"digest": content_digest(data_dir, SHIPPED), "files": files}
+def pack(data_dir: str | Path, splits: tuple[str, ...] = SHIPPED) -> dict[str, Any]:
+    """The files of the prepared splits a task reads, with their digest (names -> bytes)."""
+    files = {f"{s}.parquet": (Path(data_dir) / f"{s}.parquet").read_bytes() for s in splits}
+    return {"digest": content_digest(data_dir, splits), "files": files}
 
 
 def unpack(packed: dict[str, Any], root: str | Path | None = None) -> str:
