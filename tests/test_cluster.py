@@ -164,6 +164,29 @@ def test_two_nodes_sharing_no_path_run_the_sweep_and_the_evaluation(
     assert {r["ray_node_id"] for r in measured} == nodes
     assert all(r["mmd"] is not None and r["ss_error_20"] is not None for r in measured)
 
+    # The same study on one machine, local paths, one process: the same numbers (seeded, CPU).
+    from pipeline.evaluation.study import evaluate_study
+    from pipeline.infra.cluster import shutdown
+    from pipeline.sweep.run import run_sweep
+
+    local = tmp_path / "local"
+    local.mkdir()
+    alone = tiny_params(local, prepared_mnist, GRIDS, scheduler="none",
+                        extra={**EVAL, "evaluate.max_concurrent": 1})
+    try:
+        run_sweep(alone, local)
+    finally:
+        shutdown()
+    evaluate_study(alone, local, log=lambda m: None)
+    by_cell = {r["cell"]: r for r in trials(local)}
+    for r in rows:
+        for k in (k for k in r if k.startswith("val_") and r[k] is not None):
+            assert r[k] == pytest.approx(by_cell[r["cell"]][k], rel=1e-6), (r["cell"], k)
+    here = {r["cell"]: r for r in pq.read_table(local / "results" / "eval" / "metrics.parquet").to_pylist()}
+    for r in measured:
+        for k in ("mmd", "logdet_cov", "mi", "active_units", "ss_error_20"):
+            assert r[k] == pytest.approx(here[r["cell"]][k], rel=1e-6, abs=1e-9), (r["cell"], k)
+
 
 @pytest.mark.cluster
 def test_a_worker_node_killed_mid_sweep_has_its_trial_finished_on_the_other(
