@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -71,54 +70,49 @@ def test_an_unreachable_store_fails_in_seconds_naming_it_and_writes_no_local_dir
 
 
 @pytest.mark.slow
-def test_a_sweep_in_s3_trains_what_a_local_one_does_resumes_there_and_evaluate_reads_it(
+def test_a_sweep_in_s3_resumes_there_keeps_mlflow_artifacts_there_and_evaluate_reads_it(
         tmp_path, prepared_mnist, s3, monkeypatch):
+    """(That a sweep in S3 trains and measures exactly what a local one does is
+    tests/test_cluster.py's, across two nodes sharing no path.)"""
     from pipeline.evaluation.study import evaluate_study
     from tests.test_evaluate_study import SHRUNK
 
-    extra = {**SHRUNK, "evaluate.classifier.path": "classifier/clf.pt"}
-    local, remote = tmp_path / "local", tmp_path / "remote"
-    local.mkdir(), remote.mkdir()
-    run_sweep(tiny_params(local, prepared_mnist, ONE_CELL, extra=extra), local)
     uri = bucket_uri(s3, "study")
     # MLflow's artifacts in the store too (boto3, the endpoint from MLFLOW_S3_ENDPOINT_URL)
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", f"http://{s3}")
-    params = tiny_params(remote, prepared_mnist, ONE_CELL, storage_path=uri,
-                         extra={**extra, "tracking.artifact_root": "s3://study/mlflow"})
-    run_sweep(params, remote)
-    store = storage.resolve(f"s3://study/mlflow?endpoint_override={s3}&scheme=http", remote)
+    params = tiny_params(tmp_path, prepared_mnist, ONE_CELL, storage_path=uri,
+                         extra={**SHRUNK, "evaluate.classifier.path": "classifier/clf.pt",
+                                "tracking.artifact_root": "s3://study/mlflow"})
+    run_sweep(params, tmp_path)
+    store = storage.resolve(f"s3://study/mlflow?endpoint_override={s3}&scheme=http", tmp_path)
     logged = [f.path for f in store.fs.get_file_info(pafs.FileSelector(store.path, recursive=True))]
     assert any(p.endswith("/checkpoint/checkpoint.pt") for p in logged), logged
-
-    # The same training, wherever its checkpoints went: every validation metric equal.
-    a, b = trials(local)[0], trials(remote)[0]
-    assert a["status"] == b["status"] == "FINISHED"
-    for k in (k for k in a if k.startswith("val_")):
-        assert a[k] == pytest.approx(b[k], rel=1e-6), k
-    entry = next(iter(best(remote).values()))
+    assert trials(tmp_path)[0]["status"] == "FINISHED"
+    entry = next(iter(best(tmp_path).values()))
     assert entry["checkpoint"].startswith("s3://study/ray/") and entry["checkpoint_sha256"]
-    assert not (remote / "ray").exists() and not list(remote.rglob("s3:*"))
-    fs_loc = storage.open_uri(entry["checkpoint"], remote)
-    assert fs_loc.read_text("checkpoint.digest.json")
+    assert not (tmp_path / "ray").exists() and not list(tmp_path.rglob("s3:*"))
+    assert storage.open_uri(entry["checkpoint"], tmp_path).read_text("checkpoint.digest.json")
 
     # A second run finds Tune's state in the store: nothing is trained again.
-    run_sweep(params, remote)
-    audit = storage.resolve(uri, remote)
+    run_sweep(params, tmp_path)
+    audit = storage.resolve(uri, tmp_path)
     found = audit.fs.get_file_info(pafs.FileSelector(audit.path, recursive=True))
     starts = [f for f in found if f.path.endswith(".jsonl")]
     assert len(starts) == 1
     lines = [json.loads(x) for x in audit.fs.open_input_stream(starts[0].path).read().decode().splitlines()]
     assert [e["event"] for e in lines] == ["start", "end"]  # ended once, at its last epoch
 
-    # The evaluation copies the checkpoint here once and measures what a local one measures.
-    out = {}
-    for base, p in ((local, tiny_params(local, prepared_mnist, ONE_CELL, extra=extra)), (remote, params)):
-        p = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={
-            "out_dir": str(base / "eval"), "summary": str(base / "eval/summary.json"),
-            "plots_dir": str(base / "eval/plots")})})
-        evaluate_study(p, base, log=lambda m: None)
-        out[base] = pq.read_table(base / "eval" / "metrics.parquet").to_pylist()[0]
-    assert out[remote]["status"] == "EVALUATED"
-    for k in ("mmd", "logdet_cov", "mi", "active_units"):
-        assert out[remote][k] == pytest.approx(out[local][k], rel=1e-6, abs=1e-9), k
-    assert list(Path(remote / "eval" / "cache" / "checkpoints").iterdir())
+    # The evaluation copies the checkpoint here once, verified, and measures it.
+    params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={
+        "out_dir": str(tmp_path / "eval"), "summary": str(tmp_path / "eval/summary.json"),
+        "plots_dir": str(tmp_path / "eval/plots")})})
+    said = []
+    evaluate_study(params, tmp_path, log=said.append)
+    row = pq.read_table(tmp_path / "eval" / "metrics.parquet").to_pylist()[0]
+    assert row["status"] == "EVALUATED" and row["mmd"] is not None
+    assert sum("checkpoint copied from s3://study/ray/" in m for m in said) == 1
+    copy = tmp_path / "eval" / "cache" / "checkpoints" / row["cell"] / "checkpoint.pt"
+    assert copy.is_file() and not list(copy.parent.parent.glob("*.part"))
+    said.clear()
+    evaluate_study(params, tmp_path, log=said.append)  # the copy and the row are reused
+    assert not any("copied" in m for m in said) and any("cached" in m for m in said)
