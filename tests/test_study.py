@@ -40,7 +40,7 @@ def smoke_study(tmp_path_factory, study_server):
     done = subprocess.run(["dvc", "repro"], cwd=repo, env=venv_env(), capture_output=True,
                           text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
-    return repo, done.stdout
+    return repo, done.stdout + done.stderr
 
 
 def test_repro_produces_every_output(smoke_study):
@@ -51,6 +51,14 @@ def test_repro_produces_every_output(smoke_study):
                  "results/eval/metrics.parquet", "results/metrics/evaluate.json",
                  "report/index.html", "report/report.md", "dvc.lock"):
         assert (repo / path).is_file(), path
+
+
+def test_console_has_no_line_per_checkpoint_and_no_warning_a_user_cannot_act_on(smoke_study):
+    """Issue 24: Ray's "Checkpoint successfully created" (one per trial per epoch) and its
+    token-authentication notice (the pipeline sets the mode itself) are gone."""
+    _, log = smoke_study
+    assert "Checkpoint successfully created" not in log
+    assert "RAY_AUTH_MODE=disabled to opt out" not in log
 
 
 def test_second_repro_does_nothing(smoke_study):

@@ -7,6 +7,10 @@ import os
 # listen on every interface, even for a local instance, so the token is what keeps them
 # private. RAY_AUTH_MODE=disabled would save nothing: measured here, auth costs nothing (docs/design.md §4).
 QUIET = {
+    # Said explicitly: a local instance then makes its token (~/.ray/auth_token) without warning
+    # "Set RAY_AUTH_MODE=disabled to opt out", and a driver or node joining a cluster uses the
+    # same mode as the head (a node that guessed differently is refused with InvalidAuthToken).
+    "RAY_AUTH_MODE": "token",
     "RAY_USAGE_STATS_ENABLED": "0",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",

@@ -14,6 +14,7 @@ its reason instead of training again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -30,6 +31,9 @@ from pipeline.train.artifacts import reconstruction_grid, sample_grid
 from pipeline.train.trainer import Trainer, TrainingDiverged, resume
 
 AUDIT_DIR = "starts"  # inside the Ray experiment directory
+# Ray Train's storage modules log "Checkpoint successfully created at ..." at INFO on every
+# report (every trial, every epoch); the progress table already says it.
+QUIET_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")
 
 
 def placement() -> dict[str, Any]:
@@ -92,6 +96,8 @@ def run_trial(config: dict[str, Any], monitor: MonitorSpec | None = None,
     this node's copy instead of the driver's data directory."""
     from ray import tune
 
+    for name in QUIET_LOGGERS:  # their INFO lines would flood the sweep's console
+        logging.getLogger(name).setLevel(logging.WARNING)
     with TrialMonitor(monitor, tune.get_context().get_trial_id()):
         _train(config, unpack(data) if data is not None else None)
 
