@@ -24,7 +24,7 @@ from pipeline.params.stages import stage_params
 from pipeline.params.study import TrackingParams
 from pipeline.params.vocab import method_name
 from pipeline.report import study as report_study
-from pipeline.report.doc import missing, num
+from pipeline.report.doc import ML_VIEW, missing, num
 from pipeline.report.study import build_report
 from tests.conftest import ROOT
 
@@ -201,7 +201,8 @@ def test_report_is_self_contained(study):
     hrefs = re.findall(r'href="([^"]*)"', html)
     runs = [h for h in hrefs if not h.startswith("#")]
     # links only: to the report's own sections, or to a run's page in the MLflow UI (`mlflow ui`'s address)
-    assert runs and all(re.fullmatch(r"http://127\.0\.0\.1:5000/#/runs/[0-9a-f]{32}", h) for h in runs)
+    page = r"http://127\.0\.0\.1:5000/#/runs/[0-9a-f]{32}\?" + ML_VIEW
+    assert runs and all(re.fullmatch(page, h) for h in runs)
     for href in hrefs:
         assert not href.startswith("#") or f'id="{href[1:]}"' in html
 
@@ -232,8 +233,8 @@ def test_every_experiment_has_its_section_and_sources(study):
         assert (study.base / "report/figures" / f"{fig}.png").is_file()
     run = f"{0:032x}"
     assert study.html.count('class="source"') >= 6
-    assert f'MLflow run <a href="http://127.0.0.1:5000/#/runs/{run}">{run}</a>' in study.html
-    assert f'MLflow run <a href="http://127.0.0.1:5000/#/runs/{run}">{run}</a>' in study.md  # <sub> HTML
+    anchor = f'MLflow run <a href="http://127.0.0.1:5000/#/runs/{run}?{ML_VIEW}">{run}</a>'
+    assert anchor in study.html and anchor in study.md  # <sub> HTML in the Markdown
     assert "not part of this sweep" not in study.html
     assert "about 9 at 500 training samples down to 2 at 50k" in study.html  # the paper's finding
     assert "ELBO train 9.00 at n=500 to 5.80 at n=50,000, test 8.70 at n=500 to 5.50 at n=50,000" \

@@ -15,6 +15,7 @@ from PIL import Image
 from pipeline.infra import tracking
 from pipeline.params.report import ReportParams
 from pipeline.params.study import TrackingParams
+from pipeline.report.doc import ML_VIEW
 from pipeline.report.study import build_report
 from tests.test_report import _params, write_study
 
@@ -92,8 +93,15 @@ def test_run_links_go_to_the_tracking_server_or_to_mlflow_ui():
     assert mlflow_ui("http://10.0.0.5:5000/", cfg) == "http://10.0.0.5:5000"
     assert mlflow_ui("sqlite:///mlflow.db", cfg) == "http://127.0.0.1:5000"
     run = "ab" * 16
-    assert run_link(run, "http://10.0.0.5:5000") == Link(run, f"http://10.0.0.5:5000/#/runs/{run}")
+    assert run_link(run, "http://10.0.0.5:5000") == Link(run, f"http://10.0.0.5:5000/#/runs/{run}?{ML_VIEW}")
     assert run_link(None, "http://10.0.0.5:5000") == "—"
+
+
+def test_the_study_experiment_opens_on_mlflow_s_model_training_pages(study):
+    """MLflow 3's UI shows an experiment of unknown kind on its GenAI pages (traces, an
+    assistant); the pipeline creates its experiment with the kind that opens the runs table."""
+    exp = study.client.get_experiment_by_name(TrackingParams().experiment)
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
 
 
 def test_c1_is_paired_when_the_evaluate_stage_kept_per_image_nlls(tmp_path):

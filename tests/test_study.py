@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from pipeline.infra.workspace import study_copy, venv_env
+from pipeline.report.doc import ML_VIEW
 from tests.browser import rendered_dom, screenshot
 from tests.conftest import MNIST_DIR, ROOT, running_mlflow_server
 
@@ -101,7 +102,8 @@ def test_report_holds_the_table_and_every_figure(smoke_study, study_server):
     assert not re.search(r'src="(https?:|file:|/)', html)  # self-contained: nothing loaded from elsewhere
     links = [h for h in re.findall(r'href="([^"#][^"]*)"', html)]
     # run links go to the tracking server the study logged to (its MLflow UI)
-    assert links and all(re.fullmatch(re.escape(study_server) + r"/#/runs/[0-9a-f]{32}", h) for h in links)
+    page = re.escape(study_server) + r"/#/runs/[0-9a-f]{32}\?" + ML_VIEW
+    assert links and all(re.fullmatch(page, h) for h in links)
     assert html.index('id="claims"') < html.index('id="table1"')  # the claims table opens the report
     md = (repo / "report" / "report.md").read_text()
     assert "82.75" in md and all((repo / "report" / m).is_file()

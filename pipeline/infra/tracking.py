@@ -33,6 +33,7 @@ from pipeline.infra.env import quiet_defaults
 from pipeline.params.study import TrackingParams
 
 T = TypeVar("T")
+KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's UI: runs, not GenAI pages
 LOCK_RETRIES = 0  # writes that found sqlite locked and were retried (this process)
 TERMINAL = ("FINISHED", "KILLED", "FAILED")
 MAX_PARAM_LEN = 500  # MLflow's limit for a param value
@@ -245,11 +246,10 @@ def experiment_id(mlflow_client, cfg: TrackingParams, base: str | Path = ".") ->
     exp = retry(mlflow_client.get_experiment_by_name, cfg.experiment)
     if exp is not None:
         return exp.experiment_id
-    location, root = None, cfg.artifact_root  # a URI (s3://...) as given; a path under `base`
-    if not mlflow_client.tracking_uri.startswith(("http://", "https://")):
-        location = root if "://" in root else (Path(base) / root).resolve().as_uri()
+    root, server = cfg.artifact_root, mlflow_client.tracking_uri.startswith(("http://", "https://"))
+    location = None if server else root if "://" in root else (Path(base) / root).resolve().as_uri()
     try:
-        return retry(mlflow_client.create_experiment, cfg.experiment, artifact_location=location)
+        return retry(mlflow_client.create_experiment, cfg.experiment, artifact_location=location, tags=KIND)
     except Exception:  # created concurrently by another process
         return retry(mlflow_client.get_experiment_by_name, cfg.experiment).experiment_id
 

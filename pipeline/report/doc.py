@@ -102,12 +102,16 @@ def text(value: Any, default: str = "—") -> str:
     return default if missing(value) or value == "" else str(value)
 
 
+ML_VIEW = "workflowType=machine_learning"
+
+
 def run_link(run_id: Any, ui: str | None) -> Inline:
     """An MLflow run id, linked to its page in the MLflow UI (`ui`: the UI's base URL) when known.
-    The UI's /#/runs/<id> route finds the run's experiment itself."""
+    The UI's /#/runs/<id> route finds the run's experiment itself; workflowType keeps MLflow 3's
+    UI on its model-training pages (its default is the GenAI view)."""
     if missing(run_id) or not str(run_id):
         return text(run_id)
-    return Link(str(run_id), f"{ui.rstrip('/')}/#/runs/{run_id}") if ui else str(run_id)
+    return Link(str(run_id), f"{ui.rstrip('/')}/#/runs/{run_id}?{ML_VIEW}") if ui else str(run_id)
 
 
 def source(rows: Iterable[Mapping[str, Any]], what: str = "", ui: str | None = None) -> Text:
