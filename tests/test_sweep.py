@@ -96,6 +96,26 @@ def test_small_sweep_covers_every_cell_and_records_mlflow(tmp_path, prepared_mni
             ["checkpoint/checkpoint.pt"]
     assert not any(str(tmp_path) in v for r in children for v in r.data.params.values())
 
+    # Each cell's Optuna study is in the journal beside the sweep's tables (optuna-dashboard's
+    # input): its two trials, with the lr each ran and, for a finished one, its val_loss.
+    import optuna
+
+    from pipeline.sweep.search import journal_storage
+
+    storage = journal_storage(str(tmp_path / "sweep" / "optuna.journal"))
+    names = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    assert set(names) == {f"{summary['experiment']}/{c}" for c in cells}
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        mine = sorted((r for r in rows if r["cell"] == name.split("/")[1]), key=lambda r: r["lr"])
+        assert study.user_attrs["cell_label"] == mine[0]["cell_label"]
+        ran = sorted(study.trials, key=lambda t: t.params["train.lr"])
+        assert [t.params["train.lr"] for t in ran] == pytest.approx([r["lr"] for r in mine])
+        for t, r in zip(ran, mine):
+            done = r["status"] == "FINISHED"
+            assert t.state == (optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED)
+            assert not done or t.value == pytest.approx(r["val_loss"])
+
     # Rerunning the finished sweep resumes it: nothing is trained again, no run is added.
     before = starts(tmp_path)
     again = run_sweep(params, tmp_path)

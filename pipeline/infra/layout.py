@@ -2,6 +2,7 @@
 
 # sweep stage outs (sweep.out_dir)
 TRIALS, BEST, SWEEP = "trials.parquet", "best.json", "sweep.json"
+OPTUNA = "optuna.journal"  # every cell's Optuna study (pipeline.sweep.search), optuna-dashboard reads it
 # inside a trial's checkpoint directory
 SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
 # evaluate stage outs (evaluate.out_dir)

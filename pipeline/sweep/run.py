@@ -16,7 +16,7 @@ from typing import Any
 from pipeline.infra import storage as stores
 from pipeline.infra import tracking
 from pipeline.infra.cluster import check_resources, check_tracking, connect, gpus_per_trial
-from pipeline.infra.layout import BEST, SWEEP, TRIALS
+from pipeline.infra.layout import BEST, OPTUNA, SWEEP, TRIALS
 from pipeline.params.grid import Cell
 from pipeline.params.load import Params
 from pipeline.params.stages import StageParams, stage_params
@@ -89,7 +89,7 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     with Interruption() as signals:
         try:
             grid = _tuner(params, cells, data_dir, store, exp_name, logger, slots, monitor,
-                          PlanReporter(plan, list(sweep.search))).fit()
+                          PlanReporter(plan, list(sweep.search)), base / sweep.out_dir / OPTUNA).fit()
             flush_deferred()
         except BaseException as err:
             clean = _abort(client, parent, logger, err, signals.name)
@@ -133,7 +133,7 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
 
 
 def _tuner(params: StageParams, cells: list[Cell], data_dir: str, store: stores.Location, exp_name: str,
-           logger, slots: int, monitor: MonitorSpec, reporter):
+           logger, slots: int, monitor: MonitorSpec, reporter, journal: Path):
     """A Tuner for the sweep: Tune's own restore when its state exists. An errored trial is
     resumed from its last checkpoint: a failure that is the model's own (TrainingDiverged)
     fails again at once (pipeline.sweep.trainable), any other was outside the model.
@@ -167,7 +167,8 @@ def _tuner(params: StageParams, cells: list[Cell], data_dir: str, store: stores.
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=CellSearcher(params, cells, data_dir, metric,
-                                    audit_dir=store.child(exp_name, AUDIT_DIR).uri),
+                                    audit_dir=store.child(exp_name, AUDIT_DIR).uri,
+                                    journal=str(journal), name=exp_name),
             scheduler=scheduler,
             num_samples=len(cells) * budget, max_concurrent_trials=slots,
             metric=metric, mode="min", reuse_actors=True, trial_dirname_creator=trial_dirname),

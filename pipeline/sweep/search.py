@@ -3,10 +3,17 @@
 Ray's OptunaSearch refuses grid_search values and would model the whole grid as one search
 space; here the grid is explicit and each cell gets its own budget of `trials_per_cell`
 suggestions, handed out round-robin so that all cells progress under any concurrency.
+
+The studies live in an Optuna journal (`<sweep.out_dir>/optuna.journal`, one study per cell,
+named `<experiment>/<cell id>` with the cell's label as a user attribute), so the search inside
+a cell can be inspected after the sweep: `optuna-dashboard results/sweep/optuna.journal`, or
+optuna.load_study. A fresh searcher starts each study empty (an earlier run's leftovers would
+change TPE's suggestions); a resumed sweep restores the searcher, still bound to the journal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from pathlib import Path
 from typing import Any
@@ -61,9 +68,29 @@ def base_point(params: Params, cell: Cell, search: dict[str, SearchDim]) -> dict
     return out
 
 
+def journal_storage(path: str) -> optuna.storages.BaseStorage:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(path))
+
+
+def new_study(storage, name: str, direction: str, sampler, attrs: dict[str, Any]) -> optuna.Study:
+    """An empty study (in memory when `storage` is None); one of the same name is replaced."""
+    if storage is None:
+        return optuna.create_study(direction=direction, sampler=sampler)
+    with contextlib.suppress(KeyError):
+        optuna.delete_study(study_name=name, storage=storage)
+    study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler)
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    return study
+
+
 class CellSearcher(Searcher):
     def __init__(self, params: Params, cells: list[Cell], data_dir: str, metric: str, mode: str = "min",
-                 audit_dir: str | None = None):
+                 audit_dir: str | None = None, journal: str | None = None, name: str = "sweep"):
         super().__init__(metric=metric, mode=mode)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial otherwise
         sweep = params.sweep
@@ -71,13 +98,14 @@ class CellSearcher(Searcher):
         self.budget = sweep.trials_per_cell
         self.space = {key: distribution(dim) for key, dim in sweep.search.items()}
         self.epochs = params.train.epochs
-        self.studies = {
-            c.id: optuna.create_study(
-                direction="minimize" if mode == "min" else "maximize",
-                sampler=optuna.samplers.TPESampler(seed=cell_seed(sweep.seed, c),
-                                                   n_startup_trials=sweep.startup_trials))
-            for c in cells
-        }
+        storage = journal_storage(journal) if journal else None
+        direction = "minimize" if mode == "min" else "maximize"
+        self.studies = {}
+        for c in cells:
+            sampler = optuna.samplers.TPESampler(seed=cell_seed(sweep.seed, c),
+                                                 n_startup_trials=sweep.startup_trials)
+            self.studies[c.id] = new_study(storage, f"{name}/{c.id}", direction, sampler,
+                                           {"cell_label": c.label, "grids": list(c.grids)})
         if sweep.first_trial_at_base:
             for c in cells:
                 base = base_point(params, c, sweep.search)
