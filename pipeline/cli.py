@@ -1,5 +1,6 @@
 """`infovae`: the pipeline's commands outside DVC: compose params.yaml from conf/, train one
-configuration, evaluate one, retrain one sweep cell whose checkpoint was damaged."""
+configuration, evaluate one, retrain one sweep cell whose checkpoint was damaged, draw samples
+from a cell's logged model."""
 
 from __future__ import annotations
 
@@ -52,6 +53,20 @@ def _retrain(args) -> None:
     print(json.dumps(retrain_cell(load_params(args.params), args.cell)))
 
 
+def _sample(args) -> None:
+    from pipeline.evaluation.models import load_cell_model
+    from pipeline.infra import atomic, tracking
+    from pipeline.params.load import load_params
+    from pipeline.train.images import grid, png_bytes
+
+    params = load_params(args.params)
+    client = tracking.client(params.tracking, ".")
+    model, logged = load_cell_model(client, tracking.experiment_id(client, params.tracking, "."), args.cell)
+    atomic.write_bytes(args.out, png_bytes(grid(model.sample(args.n, seed=args.seed))))
+    print(f"wrote {args.out}: {args.n} samples of model {logged.model_id} "
+          f"({logged.tags.get('infovae.cell_label', args.cell)})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infovae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -82,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cell", required=True, help="the cell id (best.json; named by the error)")
     r.add_argument("--params", default="params.yaml")
     r.set_defaults(func=_retrain)
+    m = sub.add_parser("sample", help="draw images from a cell's logged model (MLflow) into a PNG grid")
+    m.add_argument("--cell", required=True, help="the cell id (best.json, the report's tables)")
+    m.add_argument("-n", type=int, default=16, help="how many images")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", default="samples.png")
+    m.add_argument("--params", default="params.yaml")
+    m.set_defaults(func=_sample)
     return p
 
 

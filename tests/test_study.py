@@ -165,6 +165,32 @@ def test_mlflow_server_holds_the_runs_with_their_context(smoke_study, study_serv
         assert "Cell **" in _tags(r)["mlflow.note.content"] and "mlflow.source.git.commit" in _tags(r)
 
 
+def test_every_evaluated_cell_has_a_logged_model_that_loads_and_samples(
+        smoke_study, study_server, monkeypatch):
+    """Issue 24: MLflow's logged models (its Models view) hold one model per evaluated cell,
+    linked to the cell's best trial run and tagged with the study; one loads and samples."""
+    import pyarrow.parquet as pq
+    from mlflow import MlflowClient
+
+    from pipeline.evaluation.models import CELL_TAG, STUDY_TAG, load_cell_model
+
+    repo, _ = smoke_study
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", study_server)  # the server's proxied artifacts
+    client = MlflowClient(study_server)
+    exp, _ = _study_runs(study_server)
+    rows = [r for r in pq.read_table(repo / "results" / "eval" / "metrics.parquet").to_pylist()
+            if r["status"] == "EVALUATED"]
+    models = client.search_logged_models([exp], max_results=500)
+    assert sorted(m.tags[CELL_TAG] for m in models) == sorted(r["cell"] for r in rows)
+    assert {m.source_run_id for m in models} == {r["mlflow_run_id"] for r in rows}
+    parent = json.loads((repo / "results" / "sweep" / "sweep.json").read_text())["parent_run_id"]
+    assert {m.tags[STUDY_TAG] for m in models} == {parent}
+    mlp = next(r for r in rows if r["decoder"] != "pixelcnn")
+    model, _ = load_cell_model(client, exp, mlp["cell"])
+    images = model.sample(3)
+    assert images.shape == (3, 1, 28, 28) and 0 <= float(images.min()) <= float(images.max()) <= 1
+
+
 def test_plan_line_and_projected_vs_actual_time(smoke_study):
     repo, log = smoke_study
     plan = json.loads((repo / "results" / "sweep" / "plan.json").read_text())

@@ -129,7 +129,7 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
     # project, and a plan of an earlier run must not stand for this one).
     plan = announce(todo, settings, base, data_dir, out, log)
     fresh = run_jobs(todo, params, settings, base, data_dir, plan["evaluate_s_by_cell"], log)
-    rows, history, per_image = [], [], []
+    rows, history, per_image, models = [], [], [], {}
     client = None
     with atomic.replace_dir(out / IMAGES) as images:
         for cell, entry in best.items():
@@ -157,14 +157,33 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
             if entry.get("mlflow_run_id"):
                 client = client or tracking.client(params.tracking, base)
                 log_evaluation(client, entry["mlflow_run_id"], result)
+                sweep_dir = base / params.sweep.out_dir
+                models[cell] = log_model(client, entry, cell, directory, sweep_dir, data_dir)
     _write_tables(out, rows, history, per_image)
     summary = write_summary(base / params.evaluate.summary, rows, base / params.sweep.out_dir,
                             time.perf_counter() - start)
     write_plots(base / params.evaluate.plots_dir, rows, history)
     return {"cells": len(rows), "evaluated": sum(r["status"] == "EVALUATED" for r in rows),
             "evaluated_now": len(fresh), "failed": sum(r["status"] == "FAILED" for r in rows),
+            "models": len(models),
             "diverged": sum(r["status"] == DIVERGED for r in rows),
             "seconds": round(time.perf_counter() - start, 1), "summary": len(summary)}
+
+
+def log_model(client, entry: dict[str, Any], cell: str, directory: Path, sweep_dir: Path,
+              data_dir: Path) -> str:
+    """The cell's logged model (pipeline.evaluation.models), in its trial run's experiment."""
+    from pipeline.data.splits import load_split
+    from pipeline.evaluation.models import log_cell_model
+
+    run = tracking.retry(client.get_run, entry["mlflow_run_id"])
+    try:
+        study = json.loads((sweep_dir / "sweep.json").read_text()).get("parent_run_id")
+    except (OSError, ValueError):
+        study = None
+    example = load_split(data_dir, "test", limit=2).images
+    return log_cell_model(client, run.info.experiment_id, run.info.run_id, directory, entry, cell, study,
+                          example)
 
 
 def run_jobs(jobs: list[Job], params: StageParams, settings: EvaluateParams, base: Path, data_dir: Path,
