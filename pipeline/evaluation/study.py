@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.data.splits import content_digest
+from pipeline.data.splits import content_digest, load_split
 from pipeline.errors import PipelineError
 from pipeline.evaluation.fetch import local_checkpoints
 from pipeline.evaluation.jobs import Job, cache_key, evaluate_job
@@ -130,7 +130,7 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
     plan = announce(todo, settings, base, data_dir, out, log)
     fresh = run_jobs(todo, params, settings, base, data_dir, plan["evaluate_s_by_cell"], log)
     rows, history, per_image, models = [], [], [], {}
-    client = None
+    client = example = None
     with atomic.replace_dir(out / IMAGES) as images:
         for cell, entry in best.items():
             meta = _meta(cell, entry)
@@ -157,8 +157,8 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
             if entry.get("mlflow_run_id"):
                 client = client or tracking.client(params.tracking, base)
                 log_evaluation(client, entry["mlflow_run_id"], result)
-                sweep_dir = base / params.sweep.out_dir
-                models[cell] = log_model(client, entry, cell, directory, sweep_dir, data_dir)
+                example = example if example is not None else load_split(data_dir, "test", limit=2).images
+                models[cell] = log_model(client, entry, cell, directory, base / params.sweep.out_dir, example)
     _write_tables(out, rows, history, per_image)
     summary = write_summary(base / params.evaluate.summary, rows, base / params.sweep.out_dir,
                             time.perf_counter() - start)
@@ -170,10 +170,8 @@ def evaluate_study(params: Any, base_dir: str | Path = ".", log=print) -> dict[s
             "seconds": round(time.perf_counter() - start, 1), "summary": len(summary)}
 
 
-def log_model(client, entry: dict[str, Any], cell: str, directory: Path, sweep_dir: Path,
-              data_dir: Path) -> str:
+def log_model(client, entry: dict[str, Any], cell: str, directory: Path, sweep_dir: Path, example) -> str:
     """The cell's logged model (pipeline.evaluation.models), in its trial run's experiment."""
-    from pipeline.data.splits import load_split
     from pipeline.evaluation.models import log_cell_model
 
     run = tracking.retry(client.get_run, entry["mlflow_run_id"])
@@ -181,7 +179,6 @@ def log_model(client, entry: dict[str, Any], cell: str, directory: Path, sweep_d
         study = json.loads((sweep_dir / "sweep.json").read_text()).get("parent_run_id")
     except (OSError, ValueError):
         study = None
-    example = load_split(data_dir, "test", limit=2).images
     return log_cell_model(client, run.info.experiment_id, run.info.run_id, directory, entry, cell, study,
                           example)
 
