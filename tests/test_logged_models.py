@@ -42,12 +42,13 @@ def test_a_cell_model_is_logged_once_and_loads_as_the_checkpoint(trained, prepar
     base, client, exp, run, cfg = trained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)  # models:/<id> resolves through it
     x = load_split(prepared_mnist, "test", limit=8).images
-    entry = {"label": "MMD-VAE d=3", "checkpoint_sha256": "abc"}
+    entry = {"label": "mmd alpha=1 d=3 model.std_floor=0.001", "method": "ELBO (784/d)",
+             "checkpoint_sha256": "abc"}
     first = log_cell_model(client, exp, run, base / "ckpt", entry, "cell-0123", "parent-run", x)
     again = log_cell_model(client, exp, run, base / "ckpt", entry, "cell-0123", "parent-run", x)
     assert again == first  # the same run and checkpoint: not logged twice
     models = client.search_logged_models([exp])
-    assert len(models) == 1 and models[0].source_run_id == run and models[0].name == "MMD-VAE-d-3"
+    assert len(models) == 1 and models[0].source_run_id == run and models[0].name == "ELBO-784-d-cell-0123"
     assert models[0].tags[CELL_TAG] == "cell-0123" and models[0].tags["infovae.study"] == "parent-run"
 
     loaded = mlflow.pytorch.load_model(f"models:/{first}", map_location="cpu")

@@ -27,9 +27,11 @@ class ModelNotFound(PipelineError):
     pass
 
 
-def model_name(label: str) -> str:
-    """A logged model's name from a cell label (letters, digits, '-', '_', '.')."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:100] or "infovae"
+def model_name(method: str | None, cell: str) -> str:
+    """A logged model's name: the method and the cell id (MLflow refuses / : . % and quotes;
+    a cell's label, with its dotted keys, is too long to read anyway: it is a tag)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", method or "").strip("-")
+    return f"{slug}-{cell}" if slug else cell
 
 
 def log_cell_model(client, experiment_id: str, run_id: str, checkpoint: Path, entry: dict[str, Any],
@@ -54,7 +56,7 @@ def log_cell_model(client, experiment_id: str, run_id: str, checkpoint: Path, en
     signature = infer_signature(x.numpy(), model(x).numpy())
     tags = {CELL_TAG: cell, "infovae.cell_label": entry.get("label", cell), CHECKPOINT_TAG: sha,
             **({STUDY_TAG: study} if study else {})}
-    name = model_name(entry.get("label", cell))
+    name = model_name(entry.get("method"), cell)
     logged = tracking.retry(client.create_logged_model, experiment_id, name=name, source_run_id=run_id,
                             tags=tags)
     with tempfile.TemporaryDirectory(prefix="infovae-model-") as tmp:
