@@ -49,4 +49,4 @@ def test_the_launcher_starts_token_authenticated_nodes_with_the_cluster_extra():
     assert job["kind"] == "RayJob" and "dvc repro" in job["spec"]["entrypoint"]
     assert job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     extra = (ROOT / "pyproject.toml").read_text()
-    assert re.search(r'cluster = \["ray\[default\]==[\d.]+", "boto3', extra)
+    assert re.search(r'cluster = \["ray\[default,client\]==[\d.]+", "boto3', extra)
