@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from pipeline.infra import storage
 from pipeline.infra.cluster import shutdown as stop_ray
@@ -116,3 +118,24 @@ def test_a_sweep_in_s3_resumes_there_keeps_mlflow_artifacts_there_and_evaluate_r
     said.clear()
     evaluate_study(params, tmp_path, log=said.append)  # the copy and the row are reused
     assert not any("copied" in m for m in said) and any("cached" in m for m in said)
+
+
+def test_shipped_data_is_written_once_per_node_and_a_damaged_copy_is_replaced(prepared_mnist, tmp_path):
+    """pipeline.data.shipping: what a Ray node trains from when it cannot see the repository."""
+    from pipeline.data.shipping import pack, unpack
+    from pipeline.data.splits import load_split
+
+    packed = pack(prepared_mnist)
+    assert set(packed["files"]) == {"train.parquet", "validation.parquet"}
+    here = Path(unpack(packed, tmp_path))
+    assert here.parent == tmp_path / "infovae-data" and unpack(packed, tmp_path) == str(here)
+    first = load_split(here, "validation", limit=5).images
+    assert torch.equal(first, load_split(prepared_mnist, "validation", limit=5).images)
+    stamp = (here / "train.parquet").stat().st_mtime_ns
+    assert unpack(packed, tmp_path) == str(here) and (here / "train.parquet").stat().st_mtime_ns == stamp
+    damaged = bytearray((here / "train.parquet").read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (here / "train.parquet").write_bytes(bytes(damaged))
+    assert unpack(packed, tmp_path) == str(here)  # replaced whole, not trained on
+    assert (here / "train.parquet").read_bytes() == (prepared_mnist / "train.parquet").read_bytes()
+    assert not [p for p in (tmp_path / "infovae-data").iterdir() if p.name.startswith(".")]

@@ -12,6 +12,7 @@ on one machine, so what a cluster runs is what the tests run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -32,20 +33,34 @@ def pack(data_dir: str | Path, splits: tuple[str, ...] = SHIPPED) -> dict[str, A
 
 def unpack(packed: dict[str, Any], root: str | Path | None = None) -> str:
     """The directory on this node holding the packed files: written once, through a sibling
-    renamed into place whole, so a trial never reads a directory another is still writing."""
+    renamed into place whole, so a trial never reads a directory another is still writing. A
+    copy found there is used only if every file has the packed bytes' sha256; a damaged one
+    (a disk error, a file edited on the node) is replaced, never trained on."""
     dest = Path(root or tempfile.gettempdir()) / "infovae-data" / packed["digest"]
-    if all((dest / name).is_file() for name in packed["files"]):
+    want = {name: hashlib.sha256(data).hexdigest() for name, data in packed["files"].items()}
+    if _holds(dest, want):
         return str(dest)
     part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}")
     part.mkdir(parents=True)
     try:
         for name, data in packed["files"].items():
             (part / name).write_bytes(data)
+        if dest.exists() and not _holds(dest, want):
+            shutil.rmtree(dest, ignore_errors=True)
         try:
             os.rename(part, dest)
-        except OSError:  # another trial on this node got there first (a whole copy): use it
-            if not all((dest / name).is_file() for name in packed["files"]):
+        except OSError:  # another task on this node got there first: use its copy if whole
+            if not _holds(dest, want):
                 raise
     finally:
         shutil.rmtree(part, ignore_errors=True)
     return str(dest)
+
+
+def _holds(directory: Path, want: dict[str, str]) -> bool:
+    """Whether `directory` has every file with the wanted sha256."""
+    try:
+        return all(hashlib.sha256((directory / name).read_bytes()).hexdigest() == sha
+                   for name, sha in want.items())
+    except OSError:
+        return False
