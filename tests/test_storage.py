@@ -66,7 +66,7 @@ def test_an_unreachable_store_fails_in_seconds_naming_it_and_writes_no_local_dir
     began = time.time()
     with pytest.raises(storage.StorageError, match=r"sweep\.storage_path: the store s3://nowhere/ray"):
         run_sweep(params, tmp_path)
-    assert time.time() - began < 30
+    assert time.time() - began < 10  # a refused endpoint: one TCP connect, no S3 retries
     assert not list(tmp_path.rglob("s3:*")) and not (ROOT / "s3:").exists()
     assert not (tmp_path / "mlflow.db").exists()  # refused before MLflow or Ray were started
 

@@ -16,13 +16,14 @@ AWS_SECRET_ACCESS_KEY for S3, or the node's role).
 from __future__ import annotations
 
 import contextlib
+import socket
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
 
@@ -114,6 +115,14 @@ def probe(loc: Location, key: str = "sweep.storage_path") -> float:
     small object, read it back and delete it. Returns the seconds it took. An unreachable
     endpoint fails after pyarrow's connection retries (a few seconds), before any training."""
     began = time.perf_counter()
+    endpoint = dict(parse_qsl(urlsplit(loc.uri).query)).get("endpoint_override")
+    if endpoint:  # a plain connect first: pyarrow's retries take seconds to say "refused"
+        host, _, port = endpoint.split("://")[-1].rpartition(":")
+        address = (host or endpoint, int(port) if port.isdigit() else 443)
+        try:
+            socket.create_connection(address, timeout=5).close()
+        except OSError as err:
+            raise StorageError(f"{key}: the store {loc.uri} is unreachable: {endpoint}: {err}") from None
     name = f".infovae-probe-{uuid.uuid4().hex[:8]}"
     try:
         loc.fs.create_dir(loc.path, recursive=True)
