@@ -134,6 +134,8 @@ def test_evaluate_stage_marks_tags_and_counts_a_diverged_cell(diverged_study, pr
     monkeypatch.setattr(eval_study.tracking, "set_tags", lambda c, run, t: tags.setdefault(run, {}).update(t))
 
     monkeypatch.setattr(eval_study, "log_evaluation", lambda client, run, result: tags.setdefault(run, {}))
+    models: list[str] = []  # cells given a logged model (pipeline.evaluation.models)
+    monkeypatch.setattr(eval_study, "log_model", lambda client, entry, cell, *a: models.append(cell) or "m")
 
     def jobs_of_healthy_cells(jobs, *args, **kwargs):
         assert [j.cell for j in jobs] == ["ok"]  # a diverged cell is not measured
@@ -159,6 +161,7 @@ def test_evaluate_stage_marks_tags_and_counts_a_diverged_cell(diverged_study, pr
     assert "infovae.diverged" not in tags["run-ok"]
     cells = json.loads((diverged_study / "eval/summary.json").read_text())["cells"]
     assert cells == {"evaluated": 1, "failed": 0, "diverged": 1}
+    assert models == ["ok"] and out["models"] == 1  # a diverged cell's model is not offered
 
 
 def test_summary_counts_each_status():

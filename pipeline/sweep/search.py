@@ -141,7 +141,8 @@ class CellSearcher(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.live and self.metric in result and "epoch" in result:
             _, ot = self.live[trial_id]
-            ot.report(float(result[self.metric]), step=int(result["epoch"]))
+            if not self._told(ot):
+                ot.report(float(result[self.metric]), step=int(result["epoch"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
@@ -150,12 +151,22 @@ class CellSearcher(Searcher):
         epochs = self.__dict__.setdefault("budgets", {}).pop(trial_id, self.epochs)
         study = self.studies[cell_id]
         state = optuna.trial.TrialState
+        if self._told(ot):
+            return
         if error or not result or self.metric not in result:
             study.tell(ot, state=state.FAIL)
         elif int(result.get("epoch", 0)) < epochs:  # stopped early by the scheduler
             study.tell(ot, state=state.PRUNED)
         else:
             study.tell(ot, float(result[self.metric]))
+
+    @staticmethod
+    def _told(ot: optuna.trial.Trial) -> bool:
+        """Whether the journal holds this trial's outcome already: a searcher restored from a
+        snapshot older than a kill (Tune's, taken in the background) still counts as live a
+        trial whose end the journal recorded before the kill; telling it twice raises.
+        Study._storage and Trial._trial_id are private, read here only, checked on Optuna 5.0.0."""
+        return ot.study._storage.get_trial(ot._trial_id).state.is_finished()
 
     def save(self, checkpoint_path: str) -> None:
         Path(checkpoint_path).write_bytes(pickle.dumps(self.__dict__))
