@@ -17,15 +17,10 @@ from typing import Any
 
 from pipeline.infra import storage
 from pipeline.infra.layout import CACHE
-from pipeline.params.study import REMOTE_SCHEMES, uri_scheme
 from pipeline.sweep.space import file_digest
 from pipeline.train.checkpoint import FILENAME
 
 FETCHED = "checkpoints"
-
-
-def is_remote(ref: str | None) -> bool:
-    return bool(ref) and uri_scheme(ref) in REMOTE_SCHEMES
 
 
 def local_checkpoints(best: dict[str, Any], base: Path, out: Path,
@@ -35,7 +30,7 @@ def local_checkpoints(best: dict[str, Any], base: Path, out: Path,
     result = {}
     for cell, entry in best.items():
         ref = entry.get("checkpoint")
-        if not is_remote(ref):
+        if not storage.is_remote(ref):
             result[cell] = entry
             continue
         dest = out / CACHE / FETCHED / cell

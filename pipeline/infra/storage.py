@@ -15,12 +15,9 @@ AWS_SECRET_ACCESS_KEY for S3, or the node's role).
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -35,6 +32,11 @@ from pipeline.params.study import uri_scheme as scheme
 
 class StorageError(PipelineError):
     pass
+
+
+def is_remote(ref: str | None) -> bool:
+    """Whether a location (a path or a URI) is in an object store."""
+    return bool(ref) and scheme(ref) in REMOTE
 
 
 def check_uri(value: str, key: str) -> str:
@@ -55,7 +57,7 @@ class Location:
 
     @property
     def remote(self) -> bool:
-        return scheme(self.uri) in REMOTE
+        return is_remote(self.uri)
 
     def child(self, *parts: str) -> Location:
         path = "/".join([self.path.rstrip("/"), *parts])
@@ -139,19 +141,6 @@ def probe(loc: Location, key: str = "sweep.storage_path") -> float:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"
-
-
-@contextlib.contextmanager
-def local_copy(uri: str, base: str | Path) -> Iterator[Path]:
-    """A directory on this machine holding the directory `uri`: itself when it is local, else a
-    temporary copy (deleted on exit)."""
-    if not scheme(uri) or scheme(uri) == "file":
-        yield Path(resolve(uri, base).path)
-        return
-    loc = open_uri(uri, base)
-    with tempfile.TemporaryDirectory(prefix="infovae-fetch-") as tmp:
-        fetch(loc, Path(tmp))
-        yield Path(tmp)
 
 
 def fetch(loc: Location, dest: Path) -> Path:

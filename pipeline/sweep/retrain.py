@@ -53,7 +53,7 @@ def retrain_cell(params, cell: str, base_dir: str | Path = ".", log=print) -> di
         f"{spec.train.epochs} epochs into {entry['checkpoint']}")
     trainer = Trainer(spec)
     trainer.run()
-    if storage.scheme(entry["checkpoint"]) in storage.REMOTE:  # each file replaced whole, by a PUT
+    if storage.is_remote(entry["checkpoint"]):  # each file replaced whole, by a PUT
         with tempfile.TemporaryDirectory(prefix="infovae-retrain-") as tmp:
             write_checkpoint_dir(trainer, tmp, final=True)
             storage.upload(Path(tmp), storage.open_uri(entry["checkpoint"], base))

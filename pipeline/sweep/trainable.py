@@ -64,8 +64,6 @@ def record(audit_dir: str | None, event: str, epoch: int, **extra: Any) -> None:
         return
     loc, name = _audit_file(audit_dir)
     line = json.dumps({"event": event, "epoch": epoch, "time": time.time(), "pid": os.getpid(), **extra})
-    if not loc.remote:
-        loc.fs.create_dir(loc.path, recursive=True)
     loc.write_text(name, (loc.read_text(name) or "") + line + "\n")
 
 
