@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,11 @@ BINARIZED_DIR = SHARED / "datasets" / "binarized_mnist"
 FASHION_DIR = Path(os.environ.get("INFOVAE_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 
 quiet_defaults()
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the cores: a library's own thread pool per process (torch's intra-op
+    # threads, OpenMP) would put 4 busy threads on 2 cores, each spinning while it waits for the
+    # other. Code that sets its threads itself (train.threads, evaluate.threads) still does.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _need(path: Path, what: str) -> Path:
@@ -146,3 +152,25 @@ def mlflow_server(tmp_path):
     """A real MLflow tracking server on 127.0.0.1 (sqlite backend, proxied artifacts)."""
     with running_mlflow_server(tmp_path / "mlflow-server") as url:
         yield url
+
+
+# ---- the suite on every core (pytest-xdist, -n 2 --dist loadfile; pyproject's addopts) -------
+
+HEAVY = ("cluster", "faults", "slow")  # markers of the tests that start Ray, a study or a server
+# Seconds each long file took alone on 2 cores (pytest --durations=0, 2026-12-08): an order hint
+# only (a wrong figure costs minutes at the end of the run, never a result). A file not listed
+# counts 10 s per heavy test.
+COST = {"test_faults.py": 324, "test_study.py": 184, "test_cluster.py": 156, "test_sweep.py": 128,
+        "test_faults_signals.py": 96, "test_faults_tracking.py": 78, "test_train.py": 60,
+        "test_metrics_eval.py": 46, "test_faults_disk.py": 42, "test_evaluate_study.py": 42,
+        "test_cli.py": 38, "test_faults_status.py": 35, "test_storage.py": 23}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest files first. xdist's loadfile keeps a file on one worker (its module
+    fixtures, a smoke study or a two-node cluster, are built once) and hands files out in this
+    order, so the long ones start at once and the run ends on short tests on both cores, not on
+    one long file while the other core waits (longest-first list scheduling). (loadgroup would
+    split files finer, but with pytest 9.2 xdist 3.8 cannot tag a node id with its group.)"""
+    heavy = Counter(item.path for item in items if any(item.get_closest_marker(m) for m in HEAVY))
+    items.sort(key=lambda item: -COST.get(item.path.name, 10 * heavy[item.path]))  # stable

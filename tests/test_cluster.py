@@ -207,7 +207,10 @@ def test_a_worker_node_killed_mid_sweep_has_its_trial_finished_on_the_other(
     store = storage.resolve(uri, tmp_path)
     deadline = time.time() + 300
     try:
-        while len(_checkpointed(store)) < 2:  # both trials (one per node) past an epoch
+        # Both trials (one per node) past an epoch, and the driver has taken in that result with
+        # its checkpoint (its MLflow callback logged the epoch): a checkpoint written to the
+        # store but not yet reported is not one Tune can resume from (seen with both cores busy).
+        while len(_checkpointed(store)) < 2 or _reported(mlflow_server) < 2:
             assert proc.poll() is None and time.time() < deadline, log.read_text(errors="replace")[-3000:]
             time.sleep(0.5)
         cluster.kill_namespace(cluster.procs[1])
@@ -228,6 +231,16 @@ def _files(store: storage.Location) -> list[str]:
 
     return [f.path for f in store.fs.get_file_info(pafs.FileSelector(store.path, recursive=True,
                                                                      allow_not_found=True))]
+
+
+def _reported(tracking_uri: str) -> int:
+    """Trials whose first epoch the sweep's driver has logged to MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, "metrics.val_loss < 1e30") if ids else []
+    return sum("ray.trial_id" in r.data.tags for r in runs)
 
 
 def _checkpointed(store: storage.Location) -> set[str]:
