@@ -191,6 +191,31 @@ def test_every_evaluated_cell_has_a_logged_model_that_loads_and_samples(
     assert images.shape == (3, 1, 28, 28) and 0 <= float(images.min()) <= float(images.max()) <= 1
 
 
+def test_dvc_push_carries_every_best_checkpoint(smoke_study, tmp_path):
+    """Issue 24: the best checkpoint of every cell is a DVC-tracked output (results/sweep/models),
+    so `dvc push` to a remote (here a local one, set in the copy's config.local) carries the
+    exact bytes of each, found in the remote under its md5 as DVC stores files."""
+    import hashlib
+
+    from pipeline.sweep.models import MODELS
+
+    repo, _ = smoke_study
+    best = json.loads((repo / "results" / "sweep" / "best.json").read_text())
+    cells = {c: e for c, e in best.items() if e.get("checkpoint")}
+    assert cells
+    remote = tmp_path / "remote"
+    for cmd in (["remote", "add", "--local", "-d", "study-remote", str(remote)], ["push"]):
+        done = subprocess.run(["dvc", *cmd], cwd=repo, env=venv_env(), capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for cell, entry in cells.items():
+        data = (repo / "results" / "sweep" / MODELS / cell / "checkpoint.pt").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["checkpoint_sha256"], cell
+        md5 = hashlib.md5(data).hexdigest()
+        pushed = remote / "files" / "md5" / md5[:2] / md5[2:]
+        assert pushed.is_file() and pushed.read_bytes() == data, cell
+
+
 def test_plan_line_and_projected_vs_actual_time(smoke_study):
     repo, log = smoke_study
     plan = json.loads((repo / "results" / "sweep" / "plan.json").read_text())

@@ -23,6 +23,7 @@ from pipeline.params.stages import StageParams, stage_params
 from pipeline.sweep.atomic_fs import flush_deferred, prune_stale_checkpoints, storage_filesystem
 from pipeline.sweep.context import annotate_parent
 from pipeline.sweep.logger import PARENT_TAG, SWEEP_TAG, TRIAL_TAG, MLflowLogger, backfill
+from pipeline.sweep.models import export_best
 from pipeline.sweep.outcome import INTERRUPTED, INTERRUPTED_TAG, MLFLOW_STATUS, Outcome, completion, outcome
 from pipeline.sweep.plan import announce
 from pipeline.sweep.preflight import fingerprint, preflight
@@ -120,6 +121,7 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
         "grids": {name: list(axes) for name, axes in sweep.grids.items()},
         "plan": {k: plan[k] for k in ("sweep_s", "sweep_max_s", "line")},
         "seconds": {k: round(v, 2) for k, v in seconds.items()}})
+    models = export_best(best, base, base / sweep.out_dir)  # DVC carries them (dvc push)
     tracking.log_metrics(client, parent, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
     tracking.log_files(client, parent, [base / sweep.out_dir / f for f in (TRIALS, BEST, SWEEP)], "sweep")
     if summary:
@@ -128,7 +130,7 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
         tracking.terminate(client, parent, "KILLED" if signal_name else "FAILED")
         raise SweepIncomplete(summary, signal_name)
     tracking.terminate(client, parent, "FINISHED")
-    return {"cells": len(cells), "trials": len(rows), **counts, "parent_run_id": parent,
+    return {"cells": len(cells), "trials": len(rows), **counts, **models, "parent_run_id": parent,
             "experiment": exp_name, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
 
 
