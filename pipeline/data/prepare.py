@@ -176,7 +176,9 @@ def prepare(cfg: DataParams, sources: dict[str, Source] = SOURCES) -> dict[str, 
         subsets = {str(n): _histogram(parts["train"][1][:n]) for n in sorted(cfg.train_sizes)}
         atomic.write_json(tmp / "config.json",
                           {**common, "summary": summary, "train_subset_histograms": subsets})
-    atomic.write_json(cfg.summary, summary)
+    # The DVC metrics file: counts and means; the 30 class counts stay in config.json (above) and
+    # the returned summary, out of `dvc metrics show`'s columns (issue 24).
+    atomic.write_json(cfg.summary, {k: v for k, v in summary.items() if k != "class_histogram"})
     summary["seconds"] = round(time.perf_counter() - start, 3)  # printed, not a DVC metric
     return summary
 
