@@ -95,6 +95,13 @@ def test_run_links_go_to_the_tracking_server_or_to_mlflow_ui():
     run = "ab" * 16
     assert run_link(run, "http://10.0.0.5:5000") == Link(run, f"http://10.0.0.5:5000/#/runs/{run}?{ML_VIEW}")
     assert run_link(None, "http://10.0.0.5:5000") == "—"
+    from pipeline.report.doc import experiment_link
+
+    ui = "http://10.0.0.5:5000"
+    assert experiment_link("'infovae'", "7", ui) == Link("'infovae'", f"{ui}/#/experiments/7?{ML_VIEW}")
+    models = Link("models", f"{ui}/#/experiments/7/models?{ML_VIEW}")
+    assert experiment_link("models", "7", ui, "/models") == models
+    assert experiment_link("'infovae'", None, ui) == "'infovae'"  # an older sweep.json: no id, no link
 
 
 def test_the_study_experiment_opens_on_mlflow_s_model_training_pages(study):

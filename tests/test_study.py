@@ -279,6 +279,33 @@ def test_parent_run_page_shows_the_report(smoke_study, study_server, tmp_path):
     assert (report < 100).mean() > 0.02, "the report's iframe is blank"
 
 
+def test_report_links_to_the_runs_table_and_the_models_view(smoke_study, study_server, tmp_path):
+    """Issue 24: from the report's header, a fresh browser profile follows the MLflow experiment
+    link to the runs table (the study's sweep run in it, not MLflow 3's GenAI pages) and the
+    models link to the logged models of every evaluated cell."""
+    from mlflow import MlflowClient
+
+    repo, _ = smoke_study
+    sweep = json.loads((repo / "results" / "sweep" / "sweep.json").read_text())
+    exp_id, parent = sweep["mlflow_experiment_id"], sweep["parent_run_id"]
+    html = (repo / "report" / "index.html").read_text()
+    runs_url = f"{study_server}/#/experiments/{exp_id}?{ML_VIEW}"
+    models_url = f"{study_server}/#/experiments/{exp_id}/models?{ML_VIEW}"
+    assert f'href="{runs_url}"' in html and f'href="{models_url}"' in html
+    names = {m.name for m in MlflowClient(study_server).search_logged_models([exp_id], max_results=500)}
+    assert names
+    for attempt, wait_ms in enumerate((20000, 60000)):  # a loaded machine answers slowly
+        runs = rendered_dom(runs_url, tmp_path / f"runs{attempt}", wait_ms=wait_ms)
+        models = rendered_dom(models_url, tmp_path / f"models{attempt}", wait_ms=wait_ms)
+        shown = set(re.findall(r">([^<>]*-cell-[0-9a-f]+)<", models))  # a model's name: <method>-<cell>
+        if f"#/experiments/{exp_id}/runs/{parent}" in runs and shown:
+            break
+    assert 'role="grid"' in runs and "Run Name" in runs
+    assert f"#/experiments/{exp_id}/runs/{parent}" in runs  # the study's sweep run is in the table
+    # The view lists the study's models by name (the first page of them: it renders about 15).
+    assert shown and shown <= names, (sorted(shown), sorted(names))
+
+
 def test_dvc_plots_render_offline(smoke_study, tmp_path):
     repo, _ = smoke_study
     done = subprocess.run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], cwd=repo,

@@ -114,6 +114,14 @@ def run_link(run_id: Any, ui: str | None) -> Inline:
     return Link(str(run_id), f"{ui.rstrip('/')}/#/runs/{run_id}?{ML_VIEW}") if ui else str(run_id)
 
 
+def experiment_link(caption: str, experiment_id: Any, ui: str | None, page: str = "") -> Inline:
+    """An MLflow experiment's page in the UI: its runs table, or `page` ("/models": its logged
+    models), on the model-training view; the caption alone when the id or the UI is unknown."""
+    if missing(experiment_id) or not str(experiment_id) or not ui:
+        return caption
+    return Link(caption, f"{ui.rstrip('/')}/#/experiments/{experiment_id}{page}?{ML_VIEW}")
+
+
 def source(rows: Iterable[Mapping[str, Any]], what: str = "", ui: str | None = None) -> Text:
     """The trials a figure or table came from: cell label, Ray Tune trial id, MLflow run id (a link
     to the MLflow UI when `ui` is given)."""

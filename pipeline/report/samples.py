@@ -9,7 +9,18 @@ import pandas as pd
 
 from pipeline.params.vocab import divergence_label, divergence_order
 from pipeline.report.data import EVALUATED, RECONSTRUCTIONS, SAMPLES, StudyInputs
-from pipeline.report.doc import Figure, Inline, Section, Text, missing, num, run_link, source, text
+from pipeline.report.doc import (
+    Figure,
+    Inline,
+    Section,
+    Text,
+    experiment_link,
+    missing,
+    num,
+    run_link,
+    source,
+    text,
+)
 from pipeline.report.tables import TABLE1_GRID
 
 
@@ -78,6 +89,9 @@ def header(inputs: StudyInputs, tracking_uri: str) -> list[tuple[str, Inline]]:
                            f"({text(s.get('finished'), '0')} finished, {text(s.get('killed'), '0')} stopped "
                            f"early by ASHA, {text(s.get('failed'), '0')} failed), "
                            f"{text(s.get('epochs'), '?')} epochs each at most"),
-        ("MLflow", [f"experiment '{text(s.get('mlflow_experiment'))}', sweep run ",
-                    run_link(s.get("parent_run_id"), inputs.mlflow_ui), f"; {browse}"]),
+        ("MLflow", ["experiment ", experiment_link(f"'{text(s.get('mlflow_experiment'))}'",
+                                                   s.get("mlflow_experiment_id"), inputs.mlflow_ui),
+                    " (", experiment_link("its models", s.get("mlflow_experiment_id"), inputs.mlflow_ui,
+                                          "/models"),
+                    "), sweep run ", run_link(s.get("parent_run_id"), inputs.mlflow_ui), f"; {browse}"]),
     ]

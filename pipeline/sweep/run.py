@@ -115,7 +115,8 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     summary = None if done.complete else done.paragraph(exp_name, signal_name, resume_command(base))
     write_outputs(base / sweep.out_dir, rows, best, {
         "name": sweep.name, "experiment": exp_name, "fingerprint": fp, "parent_run_id": parent,
-        "mlflow_experiment": params.tracking.experiment, "cells": len(cells), "trials": len(rows),
+        "mlflow_experiment": params.tracking.experiment, "mlflow_experiment_id": exp_id,
+        "cells": len(cells), "trials": len(rows),
         **{k.lower(): v for k, v in counts.items()}, "epochs": params.train.epochs,
         "complete": done.complete, "incomplete": summary,
         "grids": {name: list(axes) for name, axes in sweep.grids.items()},
