@@ -160,10 +160,11 @@ HEAVY = ("cluster", "faults", "slow")  # markers of the tests that start Ray, a 
 # Seconds each long file took alone on 2 cores (pytest --durations=0, 2026-12-08): an order hint
 # only (a wrong figure costs minutes at the end of the run, never a result). A file not listed
 # counts 10 s per heavy test.
-COST = {"test_faults.py": 324, "test_study.py": 184, "test_cluster.py": 156, "test_sweep.py": 128,
-        "test_faults_signals.py": 96, "test_faults_tracking.py": 78, "test_train.py": 60,
-        "test_metrics_eval.py": 46, "test_faults_disk.py": 42, "test_evaluate_study.py": 42,
-        "test_cli.py": 38, "test_faults_status.py": 35, "test_storage.py": 23}
+COST = {"test_queue.py": 330, "test_faults.py": 324, "test_study.py": 184, "test_cluster.py": 156,
+        "test_sweep.py": 128, "test_faults_signals.py": 96, "test_faults_tracking.py": 78,
+        "test_train.py": 60, "test_metrics_eval.py": 46, "test_faults_disk.py": 42,
+        "test_evaluate_study.py": 42, "test_cli.py": 38, "test_faults_status.py": 35,
+        "test_storage.py": 23}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -28,6 +28,7 @@ from pipeline.data.raw import read_raw
 from pipeline.data.sources import SOURCES, Source
 from pipeline.data.splits import META_KEY, PIXELS, SIDE, DataError
 from pipeline.infra import atomic
+from pipeline.infra.env import in_study_home
 from pipeline.params.data import N_TRAIN_POOL, DataParams
 
 SCHEMA_VERSION = 1
@@ -46,7 +47,7 @@ class RawArrays:
 
 
 def _read(source: Source, role: str, cfg: DataParams, checksums: dict) -> bytes:
-    path, contents = read_raw(source, role, cfg.raw_dir, allow_download=cfg.download,
+    path, contents = read_raw(source, role, in_study_home(cfg.raw_dir), allow_download=cfg.download,
                               mirrors=cfg.mirrors or None, timeout=cfg.download_timeout_s)
     checksums[path.name] = source.file(role).sha256
     return contents

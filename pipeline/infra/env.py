@@ -2,6 +2,7 @@
 
 import ctypes
 import os
+from pathlib import Path
 
 # Ray's token authentication stays on (Ray's default since 2.5x): Ray 2.60's gRPC servers
 # listen on every interface, even for a local instance, so the token is what keeps them
@@ -55,3 +56,25 @@ def pin_malloc_thresholds() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     return bool(mallopt(m_mmap_threshold, 64 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+def study_home(base: str | Path = ".") -> Path:
+    """Where the study's own stores live (a relative MLflow store, its artifact root, the raw
+    data): `base`, except inside a queued DVC experiment. `dvc exp run --queue` then `dvc queue
+    start` runs the stages in a temporary copy under <repo>/.dvc/tmp/exps/ that DVC deletes once
+    it has collected the outputs, so a relative `sqlite:///mlflow.db` there would take the
+    experiment's runs and models with it, and the git-ignored data/raw is not in the copy. DVC
+    names the repository the experiment was queued from in DVC_ROOT: its stores are the ones the
+    user's `mlflow ui` and data/raw are in. (A plain `dvc repro` sets DVC_ROOT to its own root.)"""
+    here = Path(base).resolve()
+    root = os.environ.get("DVC_ROOT")
+    if root and here.is_relative_to(Path(root).resolve() / ".dvc" / "tmp" / "exps"):
+        return Path(root).resolve()
+    return here
+
+
+def in_study_home(path: str | Path, base: str | Path = ".") -> Path:
+    """`path` (relative to `base`) where the study's home keeps it; as given outside a queued
+    experiment (so messages name it as the user wrote it)."""
+    home = study_home(base)
+    return Path(path) if home == Path(base).resolve() else home / path

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.errors import PipelineError
-from pipeline.infra.env import quiet_defaults
+from pipeline.infra.env import quiet_defaults, study_home
 from pipeline.params.study import TrackingParams
 
 T = TypeVar("T")
@@ -60,12 +60,12 @@ def redact(uri: str) -> str:
 
 
 def resolve_uri(uri: str, base: str | Path = ".") -> str:
-    """sqlite:///relative.db -> sqlite:////abs/relative.db; other schemes unchanged."""
-    prefix = "sqlite:///"
+    """sqlite:///rel.db -> sqlite:////abs/rel.db in env.study_home(base); other schemes unchanged."""
+    prefix, base = "sqlite:///", study_home(base)
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str((Path(base) / uri[len(prefix):]).resolve())
+        return prefix + str((base / uri[len(prefix):]).resolve())
     if "://" not in uri:  # a plain directory: MLflow's file store
-        return str((Path(base) / uri).resolve())
+        return str((base / uri).resolve())
     return uri
 
 
@@ -247,7 +247,7 @@ def experiment_id(mlflow_client, cfg: TrackingParams, base: str | Path = ".") ->
     if exp is not None:
         return exp.experiment_id
     root, server = cfg.artifact_root, mlflow_client.tracking_uri.startswith(("http://", "https://"))
-    location = None if server else root if "://" in root else (Path(base) / root).resolve().as_uri()
+    location = None if server else root if "://" in root else (study_home(base) / root).resolve().as_uri()
     try:
         return retry(mlflow_client.create_experiment, cfg.experiment, artifact_location=location, tags=KIND)
     except Exception:  # created concurrently by another process

@@ -81,6 +81,7 @@ def header(inputs: StudyInputs, tracking_uri: str) -> list[tuple[str, Inline]]:
     grids = ", ".join(inputs.grids) or "none"
     return [
         ("Study", text(s.get("name"))),
+        ("Dataset", text(s.get("dataset"))),
         ("Generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("Sweep fingerprint", text(s.get("fingerprint"))),
         ("Ray Tune experiment", text(s.get("experiment"))),

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.data.splits import read_metadata
 from pipeline.infra import storage as stores
 from pipeline.infra import tracking
 from pipeline.infra.cluster import check_resources, check_tracking, connect, gpus_per_trial
@@ -116,6 +117,7 @@ def run_sweep(params: Params | StageParams, base_dir: str | Path = ".") -> dict[
     write_outputs(base / sweep.out_dir, rows, best, {
         "name": sweep.name, "experiment": exp_name, "fingerprint": fp, "parent_run_id": parent,
         "mlflow_experiment": params.tracking.experiment, "mlflow_experiment_id": exp_id,
+        "dataset": read_metadata(Path(data_dir) / "train.parquet").get("dataset"),  # as prepared
         "cells": len(cells), "trials": len(rows),
         **{k.lower(): v for k, v in counts.items()}, "epochs": params.train.epochs,
         "complete": done.complete, "incomplete": summary,
