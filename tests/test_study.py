@@ -105,9 +105,10 @@ def test_report_holds_the_table_and_every_figure(smoke_study, study_server):
     assert len(images) >= 10 and all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'src="(https?:|file:|/)', html)  # self-contained: nothing loaded from elsewhere
     links = [h for h in re.findall(r'href="([^"#][^"]*)"', html)]
-    # run links go to the tracking server the study logged to (its MLflow UI)
-    page = re.escape(study_server) + r"/#/runs/[0-9a-f]{32}\?" + ML_VIEW
+    # run and experiment links go to the tracking server the study logged to (its MLflow UI)
+    page = re.escape(study_server) + r"/#/(runs/[0-9a-f]{32}|experiments/\d+(/models)?)\?" + ML_VIEW
     assert links and all(re.fullmatch(page, h) for h in links)
+    assert sum("/#/runs/" in h for h in links) > 1  # the trials' run pages among them
     assert html.index('id="claims"') < html.index('id="table1"')  # the claims table opens the report
     md = (repo / "report" / "report.md").read_text()
     assert "82.75" in md and all((repo / "report" / m).is_file()
