@@ -171,8 +171,7 @@ def pytest_collection_modifyitems(config, items):
     """The longest files first. xdist's loadfile keeps a file on one worker (its module
     fixtures, a smoke study or a two-node cluster, are built once) and hands files out in this
     order, so the long ones start at once and the run ends on short tests on both cores, not on
-    one long file while the other core waits (longest-first list scheduling; pyproject passes
-    --no-loadscope-reorder, or xdist would reorder files by their number of tests). (loadgroup
-    would split files finer, but with pytest 9.2 xdist 3.8 cannot tag a node id with its group.)"""
+    one long file while the other core waits (longest-first list scheduling). (loadgroup would
+    split files finer, but with pytest 9.2 xdist 3.8 cannot tag a node id with its group.)"""
     heavy = Counter(item.path for item in items if any(item.get_closest_marker(m) for m in HEAVY))
     items.sort(key=lambda item: -COST.get(item.path.name, 10 * heavy[item.path]))  # stable
